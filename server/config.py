@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -24,6 +24,8 @@ from clients.settings import (
     ServiceNowSettings,
     TimeoutConfig,
 )
+from server.templates import CompiledTemplate, TemplateError, compile_template
+from server.validation import check_value
 
 PLATFORMS = ("servicenow", "jira")
 FieldType = Literal["string", "int", "list"]
@@ -68,6 +70,8 @@ class TemplateSpec:
     description: str
     required_variables: tuple[str, ...]
     fields: Mapping[str, str]  # canonical field -> text with {variable} placeholders
+    # Parsed once at load (server/templates.py); None only for a spec built by hand, e.g. in a test.
+    compiled: CompiledTemplate | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -460,8 +464,19 @@ def _field_rule(obj: _Obj, name: str) -> FieldRule:
         raise ConfigError(obj.at("default"), "is not one of enum")
     if (rule.minimum is not None or rule.maximum is not None) and rule.type != "int":
         raise ConfigError(obj.at("minimum"), "minimum/maximum only apply to type int")
+    if rule.default is not None:
+        _check_default(obj, rule)
     obj.done()
     return rule
+
+
+def _check_default(obj: _Obj, rule: FieldRule) -> None:
+    """Defaults skip per-request validation, so a bad one must be refused here, not at the platform."""
+    if not rule.default:
+        raise ConfigError(obj.at("default"), "must not be empty (leave it out instead)")
+    problems = check_value(rule, rule.default, ServerLimits())
+    if problems:
+        raise ConfigError(obj.at("default"), f"breaks its own rule: {problems[0].description}")
 
 
 def _check_paths(obj: _Obj, rules: dict[str, FieldRule]) -> None:
@@ -513,7 +528,12 @@ def _template(obj: _Obj, name: str, mapping: Mapping[str, Mapping[str, FieldRule
         fields=fields,
     )
     obj.done()
-    return spec
+    try:
+        # A broken placeholder or an undeclared variable is refused at start-up, not per request.
+        compiled = compile_template(spec)
+    except TemplateError as exc:
+        raise ConfigError(obj.at(exc.where), exc.problem) from None
+    return replace(spec, compiled=compiled)
 
 
 def _sla(obj: _Obj) -> SlaConfig:

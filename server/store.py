@@ -1,0 +1,465 @@
+"""The tickets ledger: one row per caller request_id, and every statement the gateway runs on it.
+
+SQLAlchemy Core, one statement per operation, each in its own implicit transaction (AUTOCOMMIT):
+nothing here holds a transaction or a pooled connection while a platform call is in flight. The
+same statements run on SQLite and PostgreSQL; concurrency is settled by the database (a unique key
+for reservations, compare-and-set UPDATEs for state changes and leases), never by locks in Python.
+
+Times are timezone-aware UTC datetimes with microsecond precision on both databases; callers pass
+`now` in. Every call that fails to reach the database raises server.database.DatabaseUnavailable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Select
+
+from server.database import connect
+
+PENDING = "PENDING"
+CREATED = "CREATED"
+FAILED = "FAILED"
+STATES = (PENDING, CREATED, FAILED)
+TRANSIENT = "transient"  # error_kind of a failure a repeat of the request_id may retry
+PERMANENT = "permanent"
+# The pipeline records why a ticket failed; a repeat of its request_id may retry these kinds...
+TRANSIENT_KINDS = frozenset({TRANSIENT, "unavailable", "deadline", "ambiguous", "cancelled"})
+# ...and replays these as the same error: the payload or the gateway's configuration is wrong.
+PERMANENT_KINDS = frozenset({PERMANENT, "payload_rejected", "auth", "not_found", "conflict", "bad_response"})
+
+KEY_MAX_CHARS = 255  # request_id, job_id, template_name, external ids, marker, created_by
+MAX_PAGE_SIZE = 1000
+MAX_BATCH = 1000  # expired_pending
+MAX_LAST_ERROR_CHARS = 2000
+MAX_PAGE_TOKEN_CHARS = 512
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out. SQLite keeps naive text, so values are converted to UTC first."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JsonFields(TypeDecorator[dict[str, str]]):
+    """A ticket's canonical fields as JSON text: the same bytes on both databases."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Mapping[str, str] | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(dict(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> dict[str, str] | None:
+        return None if value is None else json.loads(value)
+
+
+# Mirrors server/migrations: tests compare the two. A schema change is a new migration plus an edit
+# here and in TicketRecord (column names are the record's attribute names).
+metadata = MetaData()
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(36), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("request_id", String(KEY_MAX_CHARS), nullable=False),
+    Column("job_id", String(KEY_MAX_CHARS), nullable=False),
+    Column("template_name", String(KEY_MAX_CHARS), nullable=False),
+    Column("external_id", String(KEY_MAX_CHARS), nullable=False),
+    Column("external_key", String(KEY_MAX_CHARS), nullable=False),
+    Column("url", Text(), nullable=False),
+    Column("fields", JsonFields(), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("marker", String(KEY_MAX_CHARS), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("last_error", Text(), nullable=False),
+    Column("error_kind", String(32), nullable=False),
+    Column("created_by", String(KEY_MAX_CHARS), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_tickets"),
+    UniqueConstraint("request_id", name="uq_tickets_request_id"),
+    CheckConstraint("state IN ('PENDING', 'CREATED', 'FAILED')", name="ck_tickets_state"),
+    CheckConstraint("state <> 'PENDING' OR lease_until IS NOT NULL", name="ck_tickets_pending_lease"),
+)
+Index("ix_tickets_platform", tickets.c.platform)
+Index("ix_tickets_state_lease_until", tickets.c.state, tickets.c.lease_until)
+Index("ix_tickets_job_id_create_time_id", tickets.c.job_id, tickets.c.create_time.desc(), tickets.c.id.desc())
+Index("ix_tickets_external_key", tickets.c.external_key)
+Index("ix_tickets_create_time_id", tickets.c.create_time.desc(), tickets.c.id.desc())
+
+_MAX_CHARS = {
+    c.name: c.type.length for c in tickets.c if isinstance(c.type, String) and c.type.length is not None
+}
+
+
+def utc(value: datetime) -> datetime:
+    """value in UTC; a naive datetime is a programming error (its zone is unknowable)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TicketRecord:
+    """One row of tickets."""
+
+    id: str
+    platform: str  # "servicenow" | "jira"
+    request_id: str
+    create_time: datetime
+    update_time: datetime
+    state: str = PENDING
+    job_id: str = ""
+    template_name: str = ""
+    external_id: str = ""
+    external_key: str = ""
+    url: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    payload_hash: str = ""  # sha256 hex of the caller's payload: same request_id, other payload?
+    marker: str = ""  # correlation marker sent to the platform, to find the ticket after a timeout
+    attempts: int = 0
+    last_error: str = ""
+    error_kind: str = ""  # "" | TRANSIENT | PERMANENT
+    created_by: str = ""
+    lease_until: datetime | None = None  # a PENDING ticket's lease; None once settled
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        platform: str,
+        request_id: str,
+        now: datetime,
+        lease_until: datetime,
+        job_id: str = "",
+        template_name: str = "",
+        fields: Mapping[str, str] | None = None,
+        payload_hash: str = "",
+        marker: str = "",
+        created_by: str = "",
+    ) -> TicketRecord:
+        """A PENDING record with a fresh id, ready for reserve()."""
+        return cls(
+            id=str(uuid.uuid4()),
+            platform=platform,
+            request_id=request_id,
+            create_time=now,
+            update_time=now,
+            job_id=job_id,
+            template_name=template_name,
+            fields=dict(fields or {}),
+            payload_hash=payload_hash,
+            marker=marker,
+            created_by=created_by,
+            lease_until=lease_until,
+        )
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(TicketRecord))
+if set(_RECORD_FIELDS) != set(tickets.c.keys()):
+    raise RuntimeError("TicketRecord and the tickets table disagree on columns")
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """Equality filters of list(); "" means no filter. Field names are column names."""
+
+    platform: str = ""
+    state: str = ""
+    job_id: str = ""
+    request_id: str = ""
+    external_key: str = ""
+
+    def fingerprint(self) -> str:
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position in the list order (create_time DESC, id DESC): the last record of a page."""
+
+    create_time: datetime
+    id: str
+
+    @classmethod
+    def after(cls, record: TicketRecord) -> Cursor:
+        return cls(create_time=record.create_time, id=record.id)
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    records: list[TicketRecord]
+    next_page_token: str  # "" on the last page
+
+
+class InvalidPageToken(ValueError):
+    """A page token that is malformed or was issued for other filters: INVALID_ARGUMENT."""
+
+
+def encode_page_token(cursor: Cursor, filters: TicketFilter) -> str:
+    body = {"t": utc(cursor.create_time).isoformat(), "i": cursor.id, "f": filters.fingerprint()}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, filters: TicketFilter) -> Cursor | None:
+    """The cursor in token, None for "" (first page). Raises InvalidPageToken."""
+    if not token:
+        return None
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidPageToken("page_token is malformed")
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        body = json.loads(raw)
+        cursor = Cursor(create_time=utc(datetime.fromisoformat(body["t"])), id=body["i"])
+        fingerprint = body["f"]
+    except (binascii.Error, UnicodeError, ValueError, KeyError, TypeError):
+        raise InvalidPageToken("page_token is malformed") from None
+    if not isinstance(cursor.id, str) or not _UUID.fullmatch(cursor.id) or set(body) != {"t", "i", "f"}:
+        raise InvalidPageToken("page_token is malformed")
+    if fingerprint != filters.fingerprint():
+        raise InvalidPageToken("page_token was issued for a list with other filters")
+    return cursor
+
+
+_Records = list[TicketRecord]
+
+
+class TicketStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # One statement per round trip: no BEGIN/COMMIT around single statements.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    dispose = close
+
+    async def _one(self, statement: Any) -> TicketRecord | None:
+        async with connect(self._engine) as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else _record(row)
+
+    async def _many(self, statement: Select[Any]) -> _Records:
+        async with connect(self._engine) as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_record(row) for row in rows]
+
+    async def reserve(self, record: TicketRecord) -> tuple[TicketRecord, bool]:
+        """Insert record as PENDING under its request_id: (it, True); or (the existing row, False)."""
+        if record.lease_until is None:
+            raise ValueError("a reserved ticket needs lease_until")
+        values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+        values["state"] = PENDING
+        _check(values)
+        statement = (
+            self._insert(tickets)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(*tickets.c)
+        )
+        by_request_id = select(tickets).where(tickets.c.request_id == record.request_id)
+        async with connect(self._engine) as connection:
+            row = (await connection.execute(statement)).first()
+            if row is not None:
+                return _record(row), True
+            # Rows are never deleted, so the one that won the unique key is there to read.
+            existing = (await connection.execute(by_request_id)).one()
+        return _record(existing), False
+
+    async def record_created(
+        self,
+        id: str,
+        *,
+        external_id: str,
+        external_key: str,
+        url: str,
+        attempts: int,
+        now: datetime,
+    ) -> TicketRecord | None:
+        """PENDING -> CREATED. None when the ticket is not PENDING (someone else settled it)."""
+        values = {
+            "state": CREATED,
+            "external_id": external_id,
+            "external_key": external_key,
+            "url": url,
+            "attempts": attempts,
+            "last_error": "",
+            "error_kind": "",
+            "lease_until": None,
+            "update_time": utc(now),
+        }
+        _check(values)
+        return await self._one(_settle(id, values))
+
+    async def record_failed(
+        self, id: str, *, error: str, error_kind: str, attempts: int, now: datetime
+    ) -> TicketRecord | None:
+        """PENDING -> FAILED. None when the ticket is not PENDING (someone else settled it).
+
+        A kind in TRANSIENT_KINDS lets a repeat of the request_id retry (take_over); one in
+        PERMANENT_KINDS does not.
+        """
+        if error_kind not in TRANSIENT_KINDS | PERMANENT_KINDS:
+            raise ValueError(f"unknown error_kind {error_kind!r}")
+        values = {
+            "state": FAILED,
+            "last_error": error[:MAX_LAST_ERROR_CHARS],
+            "error_kind": error_kind,
+            "attempts": attempts,
+            "lease_until": None,
+            "update_time": utc(now),
+        }
+        _check(values)
+        return await self._one(_settle(id, values))
+
+    async def take_over(
+        self, id: str, *, expected_state: str, lease_until: datetime, now: datetime
+    ) -> TicketRecord | None:
+        """Compare-and-set a new lease; of concurrent callers exactly one gets the record, the rest None.
+
+        expected_state FAILED: a repeat request retries a transient failure (-> PENDING, attempts
+        and last_error kept). expected_state PENDING: the reconciler claims a ticket whose lease
+        expired before now.
+        """
+        now = utc(now)
+        condition = [tickets.c.id == id, tickets.c.state == expected_state]
+        if expected_state == FAILED:
+            condition.append(tickets.c.error_kind.in_(sorted(TRANSIENT_KINDS)))
+        elif expected_state == PENDING:
+            condition.append(tickets.c.lease_until < now)
+        else:
+            raise ValueError(f"take_over expects state {PENDING} or {FAILED}, not {expected_state!r}")
+        statement = (
+            update(tickets)
+            .where(*condition)
+            .values(state=PENDING, lease_until=utc(lease_until), update_time=now)
+            .returning(*tickets.c)
+        )
+        return await self._one(statement)
+
+    async def get(self, id: str) -> TicketRecord | None:
+        return await self._one(select(tickets).where(tickets.c.id == id))
+
+    async def get_by_request_id(self, request_id: str) -> TicketRecord | None:
+        return await self._one(select(tickets).where(tickets.c.request_id == request_id))
+
+    async def list(self, filters: TicketFilter, page_size: int, after: Cursor | None = None) -> _Records:
+        """Up to page_size records in (create_time DESC, id DESC) order, strictly after `after`."""
+        _check_page_size(page_size)
+        return await self._many(_list_statement(filters, page_size, after))
+
+    async def page(self, filters: TicketFilter, page_size: int, page_token: str = "") -> TicketPage:
+        """One page and the token of the next. Raises InvalidPageToken for a bad or foreign token."""
+        _check_page_size(page_size)
+        after = decode_page_token(page_token, filters)
+        # One more than asked tells whether a next page exists, without a count.
+        records = await self._many(_list_statement(filters, page_size + 1, after))
+        if len(records) <= page_size:
+            return TicketPage(records, "")
+        records = records[:page_size]
+        return TicketPage(records, encode_page_token(Cursor.after(records[-1]), filters))
+
+    async def expired_pending(self, now: datetime, limit: int) -> _Records:
+        """PENDING tickets whose lease ran out before now, oldest lease first."""
+        if not 1 <= limit <= MAX_BATCH:
+            raise ValueError(f"limit must be between 1 and {MAX_BATCH}")
+        statement = (
+            select(tickets)
+            .where(tickets.c.state == PENDING, tickets.c.lease_until < utc(now))
+            .order_by(tickets.c.lease_until, tickets.c.id)
+            .limit(limit)
+        )
+        return await self._many(statement)
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+
+
+def _list_statement(filters: TicketFilter, limit: int, after: Cursor | None) -> Select[Any]:
+    statement = select(tickets)
+    for f in dataclasses.fields(filters):
+        value = getattr(filters, f.name)
+        if value:
+            statement = statement.where(tickets.c[f.name] == value)
+    if after is not None:
+        # Row-value comparison: one range scan of ix_tickets_create_time_id on both databases.
+        position = tuple_(literal(utc(after.create_time), UtcDateTime()), literal(after.id, String()))
+        statement = statement.where(tuple_(tickets.c.create_time, tickets.c.id) < position)
+    return statement.order_by(tickets.c.create_time.desc(), tickets.c.id.desc()).limit(limit)
+
+
+def _settle(id: str, values: dict[str, Any]) -> Any:
+    return (
+        update(tickets)
+        .where(tickets.c.id == id, tickets.c.state == PENDING)
+        .values(values)
+        .returning(*tickets.c)
+    )
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    """PostgreSQL rejects an over-long string and SQLite keeps it: reject it here, on both."""
+    for name, limit in _MAX_CHARS.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
+
+
+def _record(row: Row[Any]) -> TicketRecord:
+    return TicketRecord(**row._mapping)

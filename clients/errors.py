@@ -1,0 +1,201 @@
+"""The one error type every platform client raises, and the parsers for the platforms' error bodies.
+
+The pipeline maps ErrorKind to a gRPC status; it never looks at HTTP codes itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+# Messages come from remote systems; bound what we carry around and print.
+_MAX_MESSAGE_CHARS = 500
+_MAX_FIELD_ERRORS = 20
+
+
+class ErrorKind(enum.StrEnum):
+    PAYLOAD_REJECTED = "payload_rejected"  # 400/413/422, data-policy 403: fix the ticket's fields
+    AUTH = "auth"  # 401, ACL 403: the gateway's credentials or roles are wrong; not retried
+    NOT_FOUND = "not_found"  # 404
+    CONFLICT = "conflict"  # 409
+    UNAVAILABLE = "unavailable"  # transient failures outlasted the retry budget, or unreachable
+    DEADLINE = "deadline"  # the caller's deadline ran out before an answer
+    BAD_RESPONSE = "bad_response"  # an answer we cannot use: 500, a redirect, non-JSON, a bad query
+
+
+_KIND_BY_STATUS: dict[int, ErrorKind] = {
+    400: ErrorKind.PAYLOAD_REJECTED,
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    409: ErrorKind.CONFLICT,
+    413: ErrorKind.PAYLOAD_REJECTED,
+    422: ErrorKind.PAYLOAD_REJECTED,
+    429: ErrorKind.UNAVAILABLE,
+    502: ErrorKind.UNAVAILABLE,
+    503: ErrorKind.UNAVAILABLE,
+    504: ErrorKind.UNAVAILABLE,
+}
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    return _KIND_BY_STATUS.get(status, ErrorKind.BAD_RESPONSE)
+
+
+class PlatformError(Exception):
+    """A platform call that did not succeed.
+
+    Built only from parsed, redacted text: it never holds a request, a header or a URL with user
+    info, so printing or pickling it cannot leak a credential.
+    """
+
+    def __init__(
+        self,
+        *,
+        platform: str,
+        operation: str,
+        kind: ErrorKind,
+        message: str,
+        status: int | None = None,
+        field_errors: Mapping[str, str] | None = None,
+        attempts: int = 0,
+        ambiguous: bool = False,
+        url: str | None = None,
+    ) -> None:
+        self.platform = platform
+        self.operation = operation
+        self.kind = kind
+        self.status = status
+        self.message = _clip(message)
+        self.field_errors: dict[str, str] = {
+            _clip(k): _clip(v) for k, v in list((field_errors or {}).items())[:_MAX_FIELD_ERRORS]
+        }
+        self.attempts = attempts
+        self.ambiguous = ambiguous  # the request may have been applied on the platform
+        self.url = url
+        super().__init__(self._one_line())
+
+    def _one_line(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no HTTP status"
+        text = f"{self.platform} {self.operation} failed ({self.kind.value}, {status}"
+        text += f", {self.attempts} attempt{'s' if self.attempts != 1 else ''})"
+        if self.message:
+            text += f": {self.message}"
+        if self.field_errors:
+            text += " [" + "; ".join(f"{k}: {v}" for k, v in self.field_errors.items()) + "]"
+        if self.ambiguous:
+            text += " (may have been applied)"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"PlatformError(platform={self.platform!r}, operation={self.operation!r}, "
+            f"kind={self.kind.value!r}, status={self.status!r}, message={self.message!r}, "
+            f"field_errors={self.field_errors!r}, attempts={self.attempts}, "
+            f"ambiguous={self.ambiguous})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._fields(),))
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "operation": self.operation,
+            "kind": self.kind,
+            "message": self.message,
+            "status": self.status,
+            "field_errors": self.field_errors,
+            "attempts": self.attempts,
+            "ambiguous": self.ambiguous,
+            "url": self.url,
+        }
+
+    def evolve(self, **changes: Any) -> PlatformError:
+        """A copy with some fields changed (e.g. marked ambiguous, renamed to the public call)."""
+        return PlatformError(**{**self._fields(), **changes})
+
+
+def _rebuild(fields: dict[str, Any]) -> PlatformError:
+    return PlatformError(**fields)
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """What a platform said in an error response."""
+
+    message: str
+    kind: ErrorKind
+    field_errors: dict[str, str] = field(default_factory=dict)
+    from_platform: bool = False  # the body is in the platform's own error format
+
+
+_MANDATORY = re.compile(r"following fields are mandatory:\s*(?P<fields>.+)", re.IGNORECASE)
+
+
+def parse_servicenow_error(status: int, data: Any, text: str) -> ErrorDetail:
+    """{"error": {"message", "detail"}, "status": "failure"}; the OAuth endpoint uses
+    {"error": "<code>", "error_description": "..."}."""
+    kind = kind_for_status(status)
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        err = data["error"]
+        message = _str(err.get("message"))
+        detail = _str(err.get("detail"))
+        full = f"{message}: {detail}" if message and detail and detail != message else message
+        full = full or detail
+        fields: dict[str, str] = {}
+        mandatory = _MANDATORY.search(detail) or _MANDATORY.search(message)
+        if status == 403 and mandatory:
+            # A data policy, not an ACL: the ticket lacks fields, the credentials are fine.
+            kind = ErrorKind.PAYLOAD_REJECTED
+            # The instance names fields by label ("Resolution code"), so split on commas only.
+            for name in mandatory.group("fields").strip().rstrip(".").split(","):
+                if name.strip():
+                    fields[name.strip()] = "mandatory"
+        return ErrorDetail(full or _reason(status), kind, fields, from_platform=True)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        message = _str(data.get("error_description")) or data["error"]
+        return ErrorDetail(message, kind, from_platform=True)
+    return ErrorDetail(_plain(text) or _reason(status), kind)
+
+
+def parse_jira_error(status: int, data: Any, text: str) -> ErrorDetail:
+    """{"errorMessages": [...], "errors": {"field": "message"}}; Cloud's 401 may be plain text."""
+    kind = kind_for_status(status)
+    if isinstance(data, dict) and ("errorMessages" in data or "errors" in data):
+        messages = [_str(m) for m in data.get("errorMessages") or [] if _str(m)]
+        errors = data.get("errors") or {}
+        fields = {str(k): _str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
+        message = "; ".join(messages) or ("invalid fields" if fields else _reason(status))
+        return ErrorDetail(message, kind, fields, from_platform=True)
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return ErrorDetail(data["message"], kind, from_platform=True)
+    return ErrorDetail(_plain(text) or _reason(status), kind)
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _plain(text: str) -> str:
+    """A plain-text or HTML body reduced to one short line."""
+    stripped = re.sub(r"<[^>]+>", " ", text)
+    return " ".join(stripped.split())[:200]
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _clip(text: str) -> str:
+    one_line = " ".join(str(text).split())
+    return one_line if len(one_line) <= _MAX_MESSAGE_CHARS else one_line[:_MAX_MESSAGE_CHARS] + "…"

@@ -1,0 +1,239 @@
+"""ServiceNow Table API client (incident table by default)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from clients.auth import OAuthPasswordGrant, StaticAuth
+from clients.errors import ErrorKind, PlatformError, parse_servicenow_error
+from clients.http import Adopted, AttemptHook, AuthProvider, Call, HttpTransport, Request
+from clients.marker import check_identifier, check_marker
+from clients.platform import CreatedTicket, Reply, TicketStatus
+from clients.redaction import Redactor
+from clients.settings import RetryPolicy, ServiceNowSettings, TimeoutConfig
+
+PLATFORM = "servicenow"
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
+_TABLE = re.compile(r"[a-z][a-z0-9_]{0,79}")
+_RESOLVED_STATES = frozenset({"6", "7", "8"})  # Resolved, Closed, Canceled
+# Keeps one status query's URL well under common 8 KB request-line limits (33 chars per id).
+_STATUS_CHUNK = 100
+# Reference fields as plain sys_ids, not {"link", "value"} objects: smaller, and flat like the rest.
+_PLAIN = {"sysparm_exclude_reference_link": "true"}
+
+
+class ServiceNowClient:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        settings: ServiceNowSettings,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutConfig | None = None,
+        *,
+        on_attempt: AttemptHook | None = None,
+    ) -> None:
+        if not _TABLE.fullmatch(settings.table):
+            raise ValueError(f"invalid ServiceNow table name {settings.table!r}")
+        redactor = Redactor()
+        self._table = settings.table
+        self._path = f"/api/now/table/{settings.table}"
+        self._http = HttpTransport(
+            PLATFORM,
+            settings.http,
+            retry or RetryPolicy(),
+            timeout or TimeoutConfig(),
+            auth=_auth(settings, redactor),
+            parse_error=parse_servicenow_error,
+            redactor=redactor,
+            on_attempt=on_attempt,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    # -- PlatformClient -------------------------------------------------------------------------
+
+    async def create(
+        self, payload: dict[str, Any], marker: str, *, deadline: float | None = None
+    ) -> CreatedTicket:
+        check_marker(marker)
+        call = self._http.start("create", deadline)
+        # The marker wins over any correlation_id in the payload: it is what dedup looks up.
+        body = {**payload, "correlation_id": marker}
+        request = Request("create", "POST", self._path, params=_PLAIN, json=body, idempotent=False)
+        result = await self._http.send_reconciled(call, request, lambda c: self._lookup(c, marker))
+        if isinstance(result, Adopted):
+            return self._ticket(result.value, call, adopted=True)
+        record = _result_object(result.data)
+        if record is None or not _SYS_ID.fullmatch(str(record.get("sys_id", ""))):
+            raise self._bad_response(call, "create answered without a record sys_id", applied=True)
+        return self._ticket(record, call, adopted=False)
+
+    async def find_by_marker(self, marker: str, *, deadline: float | None = None) -> CreatedTicket | None:
+        check_marker(marker)
+        call = self._http.start("find", deadline)
+        record = await self._lookup(call, marker)
+        return None if record is None else self._ticket(record, call, adopted=True)
+
+    async def get_statuses(
+        self, external_ids: list[str], *, deadline: float | None = None
+    ) -> list[TicketStatus]:
+        ids = [check_identifier(PLATFORM, "statuses", i, _SYS_ID) for i in external_ids]
+        call = self._http.start("statuses", deadline)
+        statuses: list[TicketStatus] = []
+        for start in range(0, len(ids), _STATUS_CHUNK):
+            statuses.extend(await self._status_chunk(call, ids[start : start + _STATUS_CHUNK]))
+        return statuses
+
+    # -- ServiceNow operations ------------------------------------------------------------------
+
+    async def find_by_correlation(
+        self, marker: str, *, deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        check_marker(marker)
+        return await self._lookup(self._http.start("find", deadline), marker)
+
+    async def get(self, sys_id: str, *, deadline: float | None = None) -> Reply:
+        return await self._record("get", "GET", sys_id, None, deadline, idempotent=True)
+
+    async def update(self, sys_id: str, fields: dict[str, Any], *, deadline: float | None = None) -> Reply:
+        # Setting fields to given values is idempotent; journal fields are not (see add_*).
+        if "work_notes" in fields or "comments" in fields:
+            raise ValueError("journal fields go through add_work_note / add_comment")
+        return await self._record("update", "PATCH", sys_id, fields, deadline, idempotent=True)
+
+    async def add_work_note(self, sys_id: str, text: str, *, deadline: float | None = None) -> Reply:
+        # A journal entry sent twice appears twice: never resent after an ambiguous failure.
+        body = {"work_notes": text}
+        return await self._record("work_note", "PATCH", sys_id, body, deadline, idempotent=False)
+
+    async def add_comment(self, sys_id: str, text: str, *, deadline: float | None = None) -> Reply:
+        body = {"comments": text}
+        return await self._record("comment", "PATCH", sys_id, body, deadline, idempotent=False)
+
+    async def resolve(
+        self, sys_id: str, close_code: str, close_notes: str, *, deadline: float | None = None
+    ) -> Reply:
+        body = {"state": "6", "close_code": close_code, "close_notes": close_notes}
+        return await self._record("resolve", "PATCH", sys_id, body, deadline, idempotent=True)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        operation: str,
+        method: str,
+        sys_id: str,
+        body: dict[str, Any] | None,
+        deadline: float | None,
+        *,
+        idempotent: bool,
+    ) -> Reply:
+        check_identifier(PLATFORM, operation, sys_id, _SYS_ID)
+        call = self._http.start(operation, deadline)
+        request = Request(
+            operation,
+            method,
+            f"{self._path}/{sys_id}",
+            params=_PLAIN,
+            json=body,
+            idempotent=idempotent,
+        )
+        response = await self._http.send(call, request)
+        record = _result_object(response.data)
+        if record is None:
+            raise self._bad_response(call, f"{operation} answered without a record", applied=False)
+        return Reply(record, call.retry_info())
+
+    async def _lookup(self, call: Call, marker: str) -> dict[str, Any] | None:
+        params = {
+            **_PLAIN,
+            # Oldest first: if a race ever made two, every lookup adopts the same one.
+            "sysparm_query": f"correlation_id={marker}^ORDERBYsys_created_on",
+            "sysparm_limit": "1",
+        }
+        response = await self._http.send(call, Request("find", "GET", self._path, params=params))
+        records = _result_list(response.data)
+        if records is None:
+            raise self._bad_response(call, "query answered without a result list", applied=False)
+        if not records:
+            return None
+        record = records[0]
+        if record.get("correlation_id") != marker:
+            # ServiceNow drops a filter on a field it does not know (or may not read) and
+            # returns everything: adopting that record would attach the call to a stranger's
+            # ticket, and treating it as "absent" would be a guess.
+            raise self._bad_response(
+                call,
+                "the correlation_id filter was ignored (a record with another correlation_id "
+                "came back); check that the field exists and is readable",
+                applied=False,
+            )
+        return record
+
+    async def _status_chunk(self, call: Call, ids: list[str]) -> list[TicketStatus]:
+        params = {
+            **_PLAIN,
+            "sysparm_query": "sys_idIN" + ",".join(ids),
+            "sysparm_fields": "sys_id,state",
+            "sysparm_limit": str(len(ids)),
+        }
+        response = await self._http.send(call, Request("statuses", "GET", self._path, params=params))
+        records = _result_list(response.data)
+        if records is None:
+            raise self._bad_response(call, "query answered without a result list", applied=False)
+        wanted = set(ids)
+        statuses: list[TicketStatus] = []
+        for record in records:
+            sys_id, state = str(record.get("sys_id", "")), str(record.get("state", ""))
+            if sys_id not in wanted:
+                raise self._bad_response(call, "the sys_idIN filter was ignored", applied=False)
+            statuses.append(TicketStatus(sys_id, state, _acknowledged(state), state in _RESOLVED_STATES))
+        return statuses
+
+    def _ticket(self, record: dict[str, Any], call: Call, *, adopted: bool) -> CreatedTicket:
+        sys_id = str(record["sys_id"])
+        base = str(self._http.base_url)
+        return CreatedTicket(
+            external_id=sys_id,
+            external_key=str(record.get("number", "")),
+            url=f"{base}/nav_to.do?uri={self._table}.do?sys_id={sys_id}",
+            adopted=adopted,
+            retry=call.retry_info(),
+            raw=record,
+        )
+
+    def _bad_response(self, call: Call, message: str, *, applied: bool) -> PlatformError:
+        return PlatformError(
+            platform=PLATFORM,
+            operation=call.operation,
+            kind=ErrorKind.BAD_RESPONSE,
+            status=call.last_status,
+            message=message,
+            attempts=call.attempts,
+            ambiguous=applied,
+        )
+
+
+def _auth(settings: ServiceNowSettings, redactor: Redactor) -> AuthProvider:
+    if settings.credentials.kind == "oauth":
+        return OAuthPasswordGrant(settings.credentials, redactor)
+    return StaticAuth(settings.credentials, redactor)
+
+
+def _acknowledged(state: str) -> bool:
+    return state.isdigit() and int(state) >= 2
+
+
+def _result_object(data: Any) -> dict[str, Any] | None:
+    result = data.get("result") if isinstance(data, dict) else None
+    return result if isinstance(result, dict) else None
+
+
+def _result_list(data: Any) -> list[dict[str, Any]] | None:
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        return None
+    return [r for r in result if isinstance(r, dict)]

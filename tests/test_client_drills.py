@@ -1,0 +1,189 @@
+"""The clients end to end against the sandbox simulators, and the acceptance drill (smaller).
+
+scripts/drill_clients.py runs the full drill (1,000 creates per platform) and prints its timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from clients.adf import text_to_adf
+from clients.errors import ErrorKind, PlatformError
+from clients.jira import JiraClient
+from clients.sandbox import config as sandbox_config
+from clients.sandbox.runner import RunningSandbox, start_sandbox
+from clients.servicenow import ServiceNowClient
+from clients.settings import (
+    Credentials,
+    HttpSettings,
+    JiraSettings,
+    RetryPolicy,
+    ServiceNowSettings,
+    TimeoutConfig,
+)
+from scripts.drill_clients import DrillFaults, jira_client, run_drill, servicenow_client
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox(sandbox_config.SandboxConfig(servicenow_port=0, jira_port=0, seed=11))
+    yield running
+    await running.stop()
+
+
+async def set_faults(base_url: str, faults: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{base_url}/_sandbox/faults", json=faults) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def stats(base_url: str) -> dict[str, int]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/_sandbox/stats") as resp:
+            result: dict[str, int] = await resp.json()
+            return result
+
+
+async def test_drill_every_create_lands_exactly_once(sandbox: RunningSandbox) -> None:
+    results = await run_drill(200, 50, DrillFaults(), sandbox=sandbox, parallel=True)
+    for result in results:
+        assert result.errors == [], result.summary()
+        assert result.records == result.creates == result.distinct_ids == 200, result.summary()
+        assert result.faults_injected > 0
+        # A cut after commit happened and was resolved by the marker, not by a second ticket.
+        assert result.adopted > 0, result.summary()
+
+
+async def test_servicenow_lifecycle_with_oauth(sandbox: RunningSandbox) -> None:
+    creds = Credentials(
+        "oauth",
+        sandbox_config.DEFAULT_SERVICENOW_USER,
+        sandbox_config.DEFAULT_SERVICENOW_PASSWORD,
+        client_id=sandbox_config.DEFAULT_SERVICENOW_CLIENT_ID,
+        client_secret=sandbox_config.DEFAULT_SERVICENOW_CLIENT_SECRET,
+    )
+    c = ServiceNowClient(ServiceNowSettings(HttpSettings(sandbox.servicenow_url), creds))
+    try:
+        payload = {"short_description": "Disk full on db-1", "urgency": "1", "impact": "2"}
+        ticket = await c.create(payload, "e2e-sn-1")
+        other = await c.create({**payload, "short_description": "Other"}, "e2e-sn-2")
+        found = await c.find_by_marker("e2e-sn-1")
+        assert found is not None and found.external_id == ticket.external_id
+        assert await c.find_by_marker("e2e-sn-absent") is None
+        assert ticket.external_key.startswith("INC")
+        assert ticket.raw["correlation_id"] == "e2e-sn-1"
+        assert ticket.raw["priority"] == "2"  # computed by the platform from impact x urgency
+
+        await c.update(ticket.external_id, {"state": "2"})
+        await c.add_work_note(ticket.external_id, "looking into it")
+        await c.add_comment(ticket.external_id, "we are on it")
+        with pytest.raises(PlatformError) as policy:
+            await c.resolve(ticket.external_id, "", "")
+        resolved = await c.resolve(ticket.external_id, "Solution provided", "Freed space")
+        got = await c.get(ticket.external_id)
+
+        statuses = {s.external_id: s for s in await c.get_statuses([ticket.external_id, other.external_id])}
+    finally:
+        await c.close()
+    err = policy.value
+    assert (err.kind, err.status) == (ErrorKind.PAYLOAD_REJECTED, 403)
+    assert err.field_errors and set(err.field_errors.values()) == {"mandatory"}
+    assert resolved.data["state"] == "6"
+    assert got.data["close_code"] == "Solution provided"
+    assert statuses[ticket.external_id].resolved
+    assert not statuses[other.external_id].acknowledged and not statuses[other.external_id].resolved
+
+
+@pytest.mark.parametrize("version", [2, 3])
+async def test_jira_lifecycle(sandbox: RunningSandbox, version: int) -> None:
+    c = jira_client(sandbox.jira_url, RetryPolicy(), TimeoutConfig(), version)
+    description = "Disk full on db-1\nsince 02:00\n\nPlease free space."
+    try:
+        payload = {
+            "fields": {
+                "issuetype": {"name": "Task"},
+                "summary": "Disk full",
+                "description": description,
+                "priority": {"name": "High"},
+                "labels": ["infra"],
+            }
+        }
+        ticket = await c.create(payload, f"e2e-jira-{version}")
+        found = await c.find_by_marker(f"e2e-jira-{version}")
+        assert found is not None and found.external_key == ticket.external_key
+        await c.add_comment(ticket.external_key, "first line\nsecond line")
+        await c.update(ticket.external_key, {"summary": "Disk very full"})
+        with pytest.raises(PlatformError) as unknown:
+            await c.transition(ticket.external_key, "Archived")
+        await c.transition(ticket.external_key, "In Progress")
+        in_progress = await c.get_statuses([ticket.external_id])
+        await c.transition(ticket.external_key, "Done")
+        done = await c.get_statuses([ticket.external_id])
+        got = await c.get(ticket.external_key)
+    finally:
+        await c.close()
+    assert ticket.url == f"{sandbox.jira_url}/browse/{ticket.external_key}"
+    fields = got.data["fields"]
+    assert fields["summary"] == "Disk very full"
+    assert set(fields["labels"]) == {"infra", f"e2e-jira-{version}"}
+    assert fields["description"] == (text_to_adf(description) if version == 3 else description)
+    assert unknown.value.kind is ErrorKind.PAYLOAD_REJECTED
+    assert "In Progress" in unknown.value.field_errors["transition"]
+    assert [(s.status, s.acknowledged, s.resolved) for s in in_progress] == [("In Progress", True, False)]
+    assert [(s.status, s.resolved) for s in done] == [("Done", True)]
+
+
+async def test_jira_cut_creates_are_adopted_across_search_lag(sandbox: RunningSandbox) -> None:
+    await set_faults(sandbox.jira_url, {"drop_after_commit_rate": 1.0, "search_lag_ms": 800})
+    c = jira_client(sandbox.jira_url, RetryPolicy(initial_delay=0.05), TimeoutConfig(), 3)
+    try:
+        tickets = [
+            await c.create({"fields": {"issuetype": {"name": "Task"}, "summary": f"Cut {i}"}}, f"e2e-cut-{i}")
+            for i in range(3)
+        ]
+    finally:
+        await c.close()
+    assert all(t.adopted for t in tickets)
+    assert len({t.external_id for t in tickets}) == 3
+    assert (await stats(sandbox.jira_url))["records"] == 3
+
+
+async def test_servicenow_deadline_under_rate_limiting(sandbox: RunningSandbox) -> None:
+    await set_faults(sandbox.servicenow_url, {"error_rate": 1.0, "statuses": [429], "retry_after_seconds": 5})
+    c = servicenow_client(sandbox.servicenow_url, RetryPolicy(), TimeoutConfig())
+    deadline = time.monotonic() + 2
+    try:
+        with pytest.raises(PlatformError) as caught:
+            await c.create({"short_description": "x"}, "e2e-deadline", deadline=deadline)
+    finally:
+        await c.close()
+    err = caught.value
+    # Retry-After 5 s cannot fit in a 2 s deadline: one attempt, no sleep, no ambiguity.
+    assert (err.kind, err.status, err.attempts, err.ambiguous) == (ErrorKind.DEADLINE, 429, 1, False)
+    assert time.monotonic() < deadline
+    assert (await stats(sandbox.servicenow_url))["records"] == 0
+
+
+async def test_wrong_credentials_fail_fast(sandbox: RunningSandbox) -> None:
+    sn = ServiceNowClient(
+        ServiceNowSettings(HttpSettings(sandbox.servicenow_url), Credentials("basic", "dev", "nope"))
+    )
+    jira = JiraClient(JiraSettings(HttpSettings(sandbox.jira_url), Credentials("bearer", token="nope")))
+    errors = []
+    for client, payload in (
+        (sn, {"short_description": "x"}),
+        (jira, {"fields": {"issuetype": {"name": "Task"}, "summary": "x"}}),
+    ):
+        try:
+            with pytest.raises(PlatformError) as caught:
+                await client.create(payload, "e2e-auth")
+            errors.append(caught.value)
+        finally:
+            await client.close()
+    assert [(e.kind, e.status, e.attempts) for e in errors] == [(ErrorKind.AUTH, 401, 1)] * 2
+    assert all("nope" not in repr(e) for e in errors)

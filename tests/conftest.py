@@ -233,3 +233,12 @@ async def store(migrated_database_url: str) -> AsyncIterator[TicketStore]:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def harness(migrated_database_url: str) -> AsyncIterator[Any]:
+    """The real gateway + sandbox on free ports, on each database backend."""
+    from tests.gateway import running_gateway
+
+    async with running_gateway(migrated_database_url) as running:
+        yield running

@@ -1,0 +1,482 @@
+"""The ticket pipeline: validate -> reserve request_id -> send once -> record the outcome.
+
+Exactly-once creation rests on three things: the store's unique request_id (one insert reserves it),
+a correlation marker stamped on the platform ticket (looked up before any re-send), and compare-and-set
+take-overs so only one process ever sends for a ticket at a time. No transaction or pooled connection
+is held across the platform call; the final write is shielded from the caller's cancellation.
+This module never imports grpc: it raises server.errors, which server/status.py maps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clients.errors import ErrorKind, PlatformError
+from clients.platform import CreatedTicket, PlatformClient
+from server import errors
+from server.config import PLATFORMS, FieldRule, GatewayConfig, TemplateSpec
+from server.payload import build_payload
+from server.store import TRANSIENT_KINDS, InvalidPageToken, TicketFilter, TicketRecord, TicketStore
+from server.templates import JobContext, TemplateOutcome, compiled_template, render_and_validate
+from server.validation import Violation, validate
+
+log = logging.getLogger("itsm.pipeline")
+
+MAX_REQUEST_ID = 128
+MAX_JOB_ID = 255
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+
+# Failures that replay as the same error: the payload or the gateway's configuration is wrong.
+_PERMANENT: dict[ErrorKind, str] = {
+    ErrorKind.PAYLOAD_REJECTED: "payload_rejected",
+    ErrorKind.AUTH: "auth",
+    ErrorKind.NOT_FOUND: "not_found",
+    ErrorKind.CONFLICT: "conflict",
+    ErrorKind.BAD_RESPONSE: "bad_response",
+}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    page_size: int = 0
+    page_token: str = ""
+    platform: str = ""
+    state: str = ""
+    job_id: str = ""
+    request_id: str = ""
+    external_key: str = ""
+    sla_state: str = ""
+
+
+@dataclass(frozen=True)
+class TemplatePreview:
+    platform: str
+    fields: dict[str, str]
+    violations: list[Violation]
+
+
+@dataclass(frozen=True)
+class _Work:
+    """Everything needed to send one reserved ticket."""
+
+    record: TicketRecord
+    deadline: float | None
+
+
+class TicketPipeline:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: TicketStore,
+        clients: Mapping[str, PlatformClient],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clients = clients
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------------------- validation
+
+    def validate(self, platform: str, fields: Mapping[str, str]) -> list[Violation]:
+        rules = self._rules(platform)
+        return validate(rules, fields, self.config.limits).violations
+
+    def _rules(self, platform: str) -> Mapping[str, FieldRule]:
+        if platform not in PLATFORMS:
+            raise errors.InvalidArgument(
+                "platform is required",
+                [Violation("platform", "must be PLATFORM_SERVICENOW or PLATFORM_JIRA", "REQUIRED")],
+            )
+        return self.config.field_mapping[platform]
+
+    # ----------------------------------------------------------------------------- templates
+
+    def list_templates(self, platform: str) -> list[TemplateSpec]:
+        specs = self.config.templates.values()
+        return sorted((s for s in specs if not platform or s.platform == platform), key=lambda s: s.name)
+
+    def get_template(self, name: str) -> TemplateSpec:
+        spec = self.config.templates.get(name)
+        if spec is None:
+            raise errors.NotFound(f"template {_quote(name)} not found")
+        return spec
+
+    def preview_template(
+        self, name: str, variables: Mapping[str, Any], variables_size: int, job_id: str
+    ) -> TemplatePreview:
+        spec = self.get_template(name)
+        outcome = self._render(spec, variables, variables_size, job_id)
+        return TemplatePreview(spec.platform, outcome.rendered, outcome.violations)
+
+    def _render(
+        self, spec: TemplateSpec, variables: Mapping[str, Any], variables_size: int, job_id: str
+    ) -> TemplateOutcome:
+        job = JobContext(id=job_id, time=datetime.now(UTC))
+        return render_and_validate(
+            compiled_template(spec),
+            variables,
+            job,
+            self.config.field_mapping[spec.platform],
+            self.config.limits,
+            variables_size,
+        )
+
+    # ----------------------------------------------------------------------------- creation
+
+    async def create(
+        self,
+        *,
+        platform: str,
+        request_id: str,
+        job_id: str,
+        fields: Mapping[str, str],
+        caller: str,
+        deadline: float | None,
+    ) -> TicketRecord:
+        self._check_ids(request_id, job_id)
+        result = validate(self._rules(platform), fields, self.config.limits)
+        if result.violations:
+            raise errors.InvalidArgument(_summary(result.violations), result.violations)
+        fingerprint = _fingerprint("create", platform, dict(fields), job_id)
+        return await self._create_once(
+            platform, request_id, job_id, "", result.fields_with_defaults, fingerprint, caller, deadline
+        )
+
+    async def create_from_template(
+        self,
+        *,
+        template_name: str,
+        request_id: str,
+        job_id: str,
+        variables: Mapping[str, Any],
+        variables_size: int,
+        caller: str,
+        deadline: float | None,
+    ) -> TicketRecord:
+        self._check_ids(request_id, job_id)
+        spec = self.get_template(template_name)
+        outcome = self._render(spec, variables, variables_size, job_id)
+        if outcome.violations:
+            raise errors.InvalidArgument(_summary(outcome.violations), outcome.violations)
+        fingerprint = _fingerprint("template", template_name, dict(variables), job_id)
+        return await self._create_once(
+            spec.platform,
+            request_id,
+            job_id,
+            template_name,
+            outcome.fields,
+            fingerprint,
+            caller,
+            deadline,
+        )
+
+    def _check_ids(self, request_id: str, job_id: str) -> None:
+        found = []
+        if len(request_id) > MAX_REQUEST_ID or (request_id and not _PRINTABLE.fullmatch(request_id)):
+            found.append(
+                Violation(
+                    "request_id",
+                    f"must be at most {MAX_REQUEST_ID} printable ASCII characters without spaces",
+                    "PATTERN",
+                )
+            )
+        if len(job_id) > MAX_JOB_ID:
+            found.append(Violation("job_id", f"must be at most {MAX_JOB_ID} characters", "MAX_LENGTH"))
+        if found:
+            raise errors.InvalidArgument(_summary(found), found)
+
+    async def _create_once(
+        self,
+        platform: str,
+        request_id: str,
+        job_id: str,
+        template_name: str,
+        fields: dict[str, str],
+        fingerprint: str,
+        caller: str,
+        deadline: float | None,
+    ) -> TicketRecord:
+        client = self.clients.get(platform)
+        if client is None:
+            raise errors.FailedPrecondition(f"platform {platform} is not enabled in this gateway")
+        now = _now()
+        candidate = TicketRecord.new(
+            platform=platform,
+            request_id=request_id or "pending",
+            job_id=job_id,
+            template_name=template_name,
+            fields=fields,
+            payload_hash=fingerprint,
+            created_by=caller,
+            now=now,
+            lease_until=now + timedelta(seconds=self.config.idempotency.pending_lease_seconds),
+        )
+        # The marker (and a generated request_id) derive from the ticket id, unique per reservation.
+        candidate = replace(
+            candidate,
+            marker=f"itsmgw-{candidate.id}",
+            request_id=request_id or f"gw-{candidate.id}",
+        )
+        record, reserved = await self.store.reserve(candidate)
+        if reserved:
+            return await self._send_tracked(_Work(record, deadline), look_up_first=False)
+        if record.payload_hash != fingerprint:
+            raise errors.FailedPrecondition(
+                f"request_id {_quote(request_id)} was already used with a different payload "
+                f"(ticket {record.id}); use a new request_id for a different ticket"
+            )
+        return await self._replay(record, deadline)
+
+    async def _replay(self, record: TicketRecord, deadline: float | None) -> TicketRecord:
+        if record.state == "CREATED":
+            return record
+        if record.state == "PENDING":
+            return await self._wait_for(record, deadline)
+        if record.error_kind not in TRANSIENT_KINDS:
+            raise _error_from_record(record)
+        lease_until = _now() + timedelta(seconds=self.config.idempotency.pending_lease_seconds)
+        taken = await self.store.take_over(
+            record.id, expected_state="FAILED", lease_until=lease_until, now=_now()
+        )
+        if taken is None:  # another call took it over first: follow that one
+            latest = await self.store.get(record.id)
+            return await self._replay(latest, deadline) if latest else record
+        return await self._send_tracked(_Work(taken, deadline), look_up_first=True)
+
+    async def _wait_for(self, record: TicketRecord, deadline: float | None) -> TicketRecord:
+        """A repeat while the first call is in flight: wait for its outcome, never send twice."""
+        budget = self.config.idempotency.in_flight_wait_seconds
+        if deadline is not None:
+            budget = min(budget, deadline - time.monotonic() - 0.05)
+        until = time.monotonic() + max(budget, 0.0)
+        delay = 0.02
+        while True:
+            future = self._in_flight.get(record.id)
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                break
+            if future is not None:  # same process: wake up the moment it settles
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), remaining)
+                except TimeoutError:
+                    break
+            else:  # another process holds it: poll the store with a growing interval
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.5)
+            latest = await self.store.get(record.id)
+            if latest is None or latest.state != "PENDING":
+                return await self._settled(latest or record)
+        latest = await self.store.get(record.id)
+        return await self._settled(latest or record)
+
+    async def _settled(self, record: TicketRecord) -> TicketRecord:
+        if record.state == "FAILED":
+            raise _error_from_record(record)
+        return record  # CREATED, or still PENDING once the wait budget is spent
+
+    async def _send_tracked(self, work: _Work, *, look_up_first: bool) -> TicketRecord:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_flight[work.record.id] = future
+        try:
+            return await self._send(work, look_up_first=look_up_first)
+        finally:
+            self._in_flight.pop(work.record.id, None)
+            future.set_result(None)
+
+    async def _send(self, work: _Work, *, look_up_first: bool) -> TicketRecord:
+        record = work.record
+        client = self.clients[record.platform]
+        payload = build_payload(self.config.field_mapping[record.platform], record.fields)
+        try:
+            created = None
+            if look_up_first:
+                created = await client.find_by_marker(record.marker, deadline=work.deadline)
+            if created is None:
+                created = await client.create(payload, record.marker, deadline=work.deadline)
+        except PlatformError as exc:
+            await self._shielded(self._record_failure(record, exc))
+            raise self._translate(record, exc) from None
+        except asyncio.CancelledError:
+            # The caller went away mid-call; the ticket may exist. A repeat (or the reconciler)
+            # looks the marker up before sending again.
+            self._spawn(self._record_failure(record, None))
+            raise
+        return await self._shielded(self._record_success(record, created))
+
+    async def _record_success(self, record: TicketRecord, created: CreatedTicket) -> TicketRecord:
+        stored = await self.store.record_created(
+            record.id,
+            external_id=created.external_id,
+            external_key=created.external_key,
+            url=created.url,
+            attempts=record.attempts + created.retry.attempts,
+            now=_now(),
+        )
+        return stored or (await self.store.get(record.id)) or record
+
+    async def _record_failure(self, record: TicketRecord, exc: PlatformError | None) -> None:
+        if exc is None:
+            kind, message, attempts = "cancelled", "the call was cancelled before an answer", 0
+        else:
+            kind = _failure_kind(exc)
+            message, attempts = str(exc), exc.attempts
+        await self.store.record_failed(
+            record.id,
+            error=message,
+            error_kind=kind,
+            attempts=record.attempts + attempts,
+            now=_now(),
+        )
+
+    def _translate(self, record: TicketRecord, exc: PlatformError) -> errors.GatewayError:
+        message = str(exc)
+        if exc.kind is ErrorKind.DEADLINE:
+            return errors.DeadlineExceeded(
+                f"{message}; ticket {record.id} may be retried with the same request_id"
+            )
+        if exc.kind is ErrorKind.UNAVAILABLE or exc.ambiguous:
+            return errors.Unavailable(
+                f"{message}; ticket {record.id} is FAILED and the same request_id tries again"
+            )
+        if exc.kind is ErrorKind.PAYLOAD_REJECTED:
+            violations = platform_violations(self.config.field_mapping[record.platform], exc)
+            return errors.InvalidArgument(message, violations)
+        return errors.FailedPrecondition(message)
+
+    async def _shielded(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Runs a final write to completion even if the caller cancels while it runs."""
+        task = self._spawn(coro)
+        return await asyncio.shield(task)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # ----------------------------------------------------------------------------- reconciliation
+
+    async def reconcile_once(self, limit: int = 100) -> int:
+        """Settles PENDING tickets whose lease ran out (crash, cancelled call). Returns how many."""
+        settled = 0
+        for stale in await self.store.expired_pending(_now(), limit):
+            lease_until = _now() + timedelta(seconds=self.config.idempotency.pending_lease_seconds)
+            taken = await self.store.take_over(
+                stale.id, expected_state="PENDING", lease_until=lease_until, now=_now()
+            )
+            if taken is None or taken.platform not in self.clients:
+                continue
+            deadline = time.monotonic() + self.config.timeout.total
+            try:
+                await self._send_tracked(_Work(taken, deadline), look_up_first=True)
+            except errors.GatewayError as exc:
+                log.warning("reconcile ticket=%s failed: %s", taken.id, exc)
+            settled += 1
+        return settled
+
+    async def drain(self) -> None:
+        """Waits for shielded final writes still running (used at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ----------------------------------------------------------------------------- reads
+
+    async def get(self, ticket_id: str) -> TicketRecord:
+        if not _UUID.fullmatch(ticket_id):
+            raise errors.InvalidArgument(
+                "id must be a ticket UUID",
+                [Violation("id", "must be a lowercase UUID like 3f1c2a4e-...", "PATTERN")],
+            )
+        record = await self.store.get(ticket_id)
+        if record is None:
+            raise errors.NotFound(f"ticket {ticket_id} not found")
+        return record
+
+    async def list(self, query: ListQuery) -> tuple[list[TicketRecord], str]:
+        if query.page_size < 0:
+            raise errors.InvalidArgument(
+                "page_size must not be negative",
+                [Violation("page_size", "must be 0 (default) or positive", "MIN")],
+            )
+        page_size = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        filters = TicketFilter(
+            platform=query.platform,
+            state=query.state,
+            job_id=query.job_id,
+            request_id=query.request_id,
+            external_key=query.external_key,
+        )
+        try:
+            page = await self.store.page(filters, page_size, query.page_token)
+        except InvalidPageToken as exc:
+            raise errors.InvalidArgument(
+                str(exc), [Violation("page_token", str(exc), "INVALID")]
+            ) from None
+        return page.records, page.next_page_token
+
+
+def platform_violations(rules: Mapping[str, FieldRule], exc: PlatformError) -> list[Violation]:
+    """Platform field errors renamed to canonical fields (short_description -> summary)."""
+    by_platform_name = {_platform_field(rule): name for name, rule in rules.items()}
+    return [
+        Violation(by_platform_name.get(field, field), message, "PLATFORM_REJECTED")
+        for field, message in exc.field_errors.items()
+    ] or [Violation("fields", exc.message or "rejected by the platform", "PLATFORM_REJECTED")]
+
+
+def _platform_field(rule: FieldRule) -> str:
+    """The name a platform uses for a field in its errors: Jira's fields.X.y -> X."""
+    path = rule.path
+    return path[1] if path[0] == "fields" and len(path) > 1 else path[0]
+
+
+def _failure_kind(exc: PlatformError) -> str:
+    if exc.kind is ErrorKind.DEADLINE:
+        return "deadline"
+    if exc.ambiguous:
+        return "ambiguous"
+    if exc.kind is ErrorKind.UNAVAILABLE:
+        return "unavailable"
+    return _PERMANENT.get(exc.kind, "bad_response")
+
+
+def _error_from_record(record: TicketRecord) -> errors.GatewayError:
+    """The same error a stored permanent failure first answered with."""
+    message = f"{record.last_error} (stored outcome of request_id {_quote(record.request_id)})"
+    if record.error_kind == "payload_rejected":
+        return errors.InvalidArgument(message, [Violation("fields", record.last_error, "PLATFORM_REJECTED")])
+    if record.error_kind in TRANSIENT_KINDS:
+        return errors.Unavailable(message)
+    return errors.FailedPrecondition(message)
+
+
+def _fingerprint(kind: str, target: str, body: Mapping[str, Any], job_id: str) -> str:
+    canonical = json.dumps([kind, target, body, job_id], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _summary(violations: Sequence[Violation]) -> str:
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return f"invalid request: {first.field}: {first.description}{more}"
+
+
+def _quote(value: str, limit: int = 80) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,98 @@
+"""Starts the real gateway (and its sandbox) in-process on free ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from clients.sandbox.config import SandboxConfig
+from clients.sandbox.runner import RunningSandbox, start_sandbox
+from itsm.v1 import template_service_pb2_grpc, ticket_service_pb2_grpc
+from server.app import Gateway, ServeOptions
+from server.auth import TokenRegistry
+from server.config import parse_config
+from server.devmode import sandbox_config_overrides
+
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
+
+
+@dataclass
+class Harness:
+    gateway: Gateway
+    sandbox: RunningSandbox
+    channel: grpc.aio.Channel
+    tickets: ticket_service_pb2_grpc.TicketServiceStub
+    templates: template_service_pb2_grpc.TemplateServiceStub
+    health: health_pb2_grpc.HealthStub
+
+    async def sandbox_get(self, platform: str, path: str) -> Any:
+        """GET a sandbox control path (/_sandbox/stats ...) of one platform."""
+        base = self.sandbox.servicenow_url if platform == "servicenow" else self.sandbox.jira_url
+        async with aiohttp.ClientSession() as http, http.get(base + path) as response:
+            return await response.json()
+
+    async def sandbox_put(self, platform: str, path: str, body: Any) -> None:
+        base = self.sandbox.servicenow_url if platform == "servicenow" else self.sandbox.jira_url
+        async with aiohttp.ClientSession() as http, http.put(base + path, json=body) as response:
+            assert response.status == 200, await response.text()
+
+    async def records(self, platform: str) -> int:
+        stats = await self.sandbox_get(platform, "/_sandbox/stats")
+        return int(stats["records"])
+
+
+def gateway_config(database_url: str, sandbox: RunningSandbox, mutate: Callable[[dict[str, Any]], None] | None):
+    raw = json.loads(SHIPPED_CONFIG.read_text())
+    raw["limits"]["shutdown_drain_seconds"] = 0
+    raw["limits"]["shutdown_grace_seconds"] = 2
+    # Tests fail fast: a short retry schedule, the same rules.
+    raw["retry_policy"].update(initial_delay_seconds=0.01, max_delay_seconds=0.2)
+    if mutate:
+        mutate(raw)
+    raw, env = sandbox_config_overrides(raw, sandbox.servicenow_url, sandbox.jira_url)
+    return parse_config(raw, env)
+
+
+@asynccontextmanager
+async def running_gateway(
+    database_url: str,
+    *,
+    tokens: TokenRegistry | None = None,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    sandbox_config: SandboxConfig | None = None,
+) -> AsyncIterator[Harness]:
+    sandbox = await start_sandbox(sandbox_config or SandboxConfig(servicenow_port=0, jira_port=0))
+    try:
+        options = ServeOptions(
+            config=gateway_config(database_url, sandbox, mutate),
+            database_url=database_url,
+            bind="127.0.0.1",
+            grpc_port=0,
+            metrics_bind="127.0.0.1",
+            metrics_port=0,
+            tokens=tokens,
+        )
+        gateway = Gateway(options)
+        await gateway.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+                yield Harness(
+                    gateway=gateway,
+                    sandbox=sandbox,
+                    channel=channel,
+                    tickets=ticket_service_pb2_grpc.TicketServiceStub(channel),
+                    templates=template_service_pb2_grpc.TemplateServiceStub(channel),
+                    health=health_pb2_grpc.HealthStub(channel),
+                )
+        finally:
+            await gateway.stop()
+    finally:
+        await sandbox.stop()

@@ -54,13 +54,15 @@ def dev_banner(gateway: _Served, sandbox: _Running, database_url: str) -> str:
     if getattr(gateway, "options", None) is not None and gateway.options.tokens is not None:  # type: ignore[attr-defined]
         auth = " -H 'authorization: Bearer <your token>'"
     g = f"grpcurl -plaintext{auth}"
+    sn_user, sn_secret = SANDBOX_CREDENTIALS["servicenow"]
+    jira_user, jira_secret = SANDBOX_CREDENTIALS["jira"]
     return f"""
 itsm-gateway dev mode
   gRPC          127.0.0.1:{port}
   metrics       http://127.0.0.1:{gateway.metrics_port}/metrics
   database      {database_url}
-  sandbox       ServiceNow {sandbox.servicenow_url}  (admin:admin)
-                Jira       {sandbox.jira_url}  (dev@example.com:dev-token)
+  sandbox       ServiceNow {sandbox.servicenow_url}  ({sn_user}:{sn_secret})
+                Jira       {sandbox.jira_url}  ({jira_user}:{jira_secret})
 
 Try:
   {g} {target} list
@@ -69,6 +71,6 @@ Try:
   {g} -d '{{"platform":"PLATFORM_JIRA","request_id":"demo-2","fields":{{"summary":"Rotate TLS certs","labels":"ops,certs"}}}}' {target} itsm.v1.TicketService/CreateTicket
   {g} -d '{{"template_name":"jira_job_failure_bug","request_id":"demo-3","job_id":"nightly-42","variables":{{"pipeline":"etl","error":{{"message":"exit 1"}}}}}}' {target} itsm.v1.TicketService/CreateTicketFromTemplate
   {g} -d '{{"page_size":10}}' {target} itsm.v1.TicketService/ListTickets
-  curl -s -u admin:admin -H 'Accept: application/json' '{sandbox.servicenow_url}/api/now/table/incident?sysparm_limit=5'
+  curl -s -u {sn_user}:{sn_secret} -H 'Accept: application/json' '{sandbox.servicenow_url}/api/now/table/incident?sysparm_limit=5'
 Ctrl-C stops (in-flight calls finish first).
 """

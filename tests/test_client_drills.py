@@ -171,7 +171,7 @@ async def test_servicenow_deadline_under_rate_limiting(sandbox: RunningSandbox) 
 
 async def test_wrong_credentials_fail_fast(sandbox: RunningSandbox) -> None:
     sn = ServiceNowClient(
-        ServiceNowSettings(HttpSettings(sandbox.servicenow_url), Credentials("basic", "dev", "nope"))
+        ServiceNowSettings(HttpSettings(sandbox.servicenow_url), Credentials("basic", "admin", "nope"))
     )
     jira = JiraClient(JiraSettings(HttpSettings(sandbox.jira_url), Credentials("bearer", token="nope")))
     errors = []

@@ -1,0 +1,144 @@
+"""The itsm-gateway command as a person runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.gateway import SHIPPED_CONFIG
+
+ENV = {
+    "SERVICENOW_USERNAME": "svc",
+    "SERVICENOW_PASSWORD": "pw",
+    "JIRA_EMAIL": "bot@example.com",
+    "JIRA_API_TOKEN": "tok",
+}
+
+
+def gateway(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {**os.environ, **ENV, **(env or {})}
+    full_env.pop("ITSM_AUTH_TOKENS_FILE", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=cwd,
+        env={**full_env, "PYTHONPATH": os.pathsep.join([str(SHIPPED_CONFIG.parent.parent), str(SHIPPED_CONFIG.parent.parent / "gen")])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    process = gateway(*args, cwd=cwd, env=env)
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_serving(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise AssertionError("the gateway did not become SERVING")
+
+
+def test_check_config_accepts_the_shipped_file(tmp_path: Path) -> None:
+    code, err = run("check-config", str(SHIPPED_CONFIG), cwd=tmp_path)
+    assert code == 0, err
+
+
+def test_a_broken_config_is_refused_with_its_json_path(tmp_path: Path) -> None:
+    raw = json.loads(SHIPPED_CONFIG.read_text())
+    raw["field_mapping"]["jira"]["labels"]["pattern"] = "[unclosed"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(raw))
+    for command in (["check-config", str(broken)], ["serve", "--config", str(broken), "--allow-unauthenticated"]):
+        code, err = run(*command, cwd=tmp_path)
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("itsm-gateway: config error: field_mapping.jira.labels.pattern:")
+        assert "Traceback" not in err
+
+
+def test_a_missing_secret_is_named(tmp_path: Path) -> None:
+    code, err = run("check-config", str(SHIPPED_CONFIG), cwd=tmp_path, env={"JIRA_API_TOKEN": ""})
+    assert code == 2
+    assert "platforms.jira.auth.password_env: environment variable JIRA_API_TOKEN is not set" in err
+
+
+def test_serve_refuses_to_start_without_a_tokens_file(tmp_path: Path) -> None:
+    code, err = run("serve", "--config", str(SHIPPED_CONFIG), cwd=tmp_path)
+    assert code == 2
+    assert "ITSM_AUTH_TOKENS_FILE" in err and "--allow-unauthenticated" in err
+
+
+def test_serve_drains_on_sigterm_and_exits_zero(tmp_path: Path) -> None:
+    port = free_port()
+    process = gateway(
+        "serve", "--config", str(SHIPPED_CONFIG), "--allow-unauthenticated", "--bind", "127.0.0.1",
+        "--grpc-port", str(port), "--metrics-port", str(free_port()),
+        cwd=tmp_path,
+    )
+    try:
+        wait_serving(port, process)
+        assert (tmp_path / "var" / "itsm.db").is_file()  # embedded default, created on first run
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+    finally:
+        process.kill()
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run(
+            "serve", "--config", str(SHIPPED_CONFIG), "--allow-unauthenticated", "--bind", "127.0.0.1",
+            "--grpc-port", str(port), "--metrics-port", str(free_port()),
+            cwd=tmp_path,
+        )
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"itsm-gateway: cannot bind gRPC on 127.0.0.1:{port}: port in use or address unavailable"
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    code, err = run(
+        "serve", "--config", str(SHIPPED_CONFIG), "--allow-unauthenticated",
+        "--database-url", "postgresql+asyncpg://itsm:canary-pw@127.0.0.1:1/itsm",
+        cwd=tmp_path,
+    )
+    assert code == 1
+    assert "Traceback" not in err and "canary-pw" not in err
+    assert "cannot use database" in err
+
+
+@pytest.mark.parametrize("flag", ["--grpc-port=99999", "--grpc-port=abc"])
+def test_bad_ports_are_usage_errors(tmp_path: Path, flag: str) -> None:
+    code, err = run("serve", flag, cwd=tmp_path)
+    assert code == 2
+    assert "Traceback" not in err

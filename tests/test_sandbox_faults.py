@@ -1,0 +1,304 @@
+"""Fault injection, control endpoints, start flags and the sandbox CLI, over real HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from clients.sandbox import (
+    DEFAULT_JIRA_TOKEN,
+    DEFAULT_JIRA_USER,
+    DEFAULT_SERVICENOW_PASSWORD,
+    DEFAULT_SERVICENOW_USER,
+    SANDBOX_CREDENTIALS,
+    FaultSettings,
+    RunningSandbox,
+    SandboxConfig,
+    start_sandbox,
+)
+from clients.sandbox.cli import (
+    add_sandbox_arguments,
+    dev_sandbox_config,
+    sandbox_config_from_args,
+    serve_sandbox,
+)
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+SN_AUTH = {"Accept": "application/json", **basic(DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)}
+JIRA_AUTH = basic(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN)
+INCIDENTS = "/api/now/table/incident"
+ISSUES = "/rest/api/2/issue"
+JIRA_TASK = {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "drill"}}
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0, seed=11))
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def put_faults(http: aiohttp.ClientSession, base: str, settings: dict[str, Any]) -> tuple[int, Any]:
+    async with http.put(f"{base}/_sandbox/faults", json=settings) as response:
+        return response.status, await response.json()
+
+
+async def stats(http: aiohttp.ClientSession, base: str) -> dict[str, int]:
+    async with http.get(f"{base}/_sandbox/stats") as response:
+        assert response.status == 200
+        result: dict[str, int] = await response.json()
+        return result
+
+
+async def test_servicenow_error_rate_one_faults_every_call_without_applying_it(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    base = sandbox.servicenow_url
+    status, _ = await put_faults(
+        http, base, {"error_rate": 1.0, "statuses": [503, 429], "retry_after_seconds": 2}
+    )
+    assert status == 200
+    seen = set()
+    for _ in range(20):
+        async with http.post(f"{base}{INCIDENTS}", json={"short_description": "x"}, headers=SN_AUTH) as r:
+            seen.add(r.status)
+            assert r.status in (503, 429)
+            assert r.headers["Retry-After"] == "2"
+            body = await r.json()
+            assert body["status"] == "failure" and body["error"]["message"]
+            if r.status == 429:
+                assert body["error"]["message"] == "Rate limit exceeded"
+                assert int(r.headers["X-RateLimit-Reset"]) > 1_600_000_000
+                assert r.headers["X-RateLimit-Limit"].isdigit()
+                assert len(r.headers["X-RateLimit-Rule"]) == 32
+    assert seen == {503, 429}
+    assert await stats(http, base) == {"records": 0, "requests": 20, "faults_injected": 20}
+
+
+async def test_jira_429_carries_cloud_rate_limit_headers(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    base = sandbox.jira_url
+    await put_faults(http, base, {"error_rate": 1.0, "statuses": [429], "retry_after_seconds": 3})
+    async with http.post(f"{base}{ISSUES}", json=JIRA_TASK, headers=JIRA_AUTH) as r:
+        assert r.status == 429
+        assert r.headers["Retry-After"] == "3"
+        assert r.headers["X-RateLimit-Remaining"] == "0"
+        assert r.headers["RateLimit-Reason"]
+        assert datetime.fromisoformat(r.headers["X-RateLimit-Reset"])  # ISO-8601
+        assert (await r.json())["errorMessages"]
+    await put_faults(http, base, {"statuses": [503]})
+    async with http.get(f"{base}/rest/api/2/myself", headers=JIRA_AUTH) as r:
+        assert (r.status, r.headers["Retry-After"]) == (503, "3")
+    assert (await stats(http, base))["records"] == 0
+
+
+async def test_drop_after_commit_stores_the_record_and_cuts_the_connection(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    sn, jira = sandbox.servicenow_url, sandbox.jira_url
+    for base in (sn, jira):
+        await put_faults(http, base, {"drop_after_commit_rate": 1.0})
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        async with http.post(
+            f"{sn}{INCIDENTS}", json={"short_description": "x", "correlation_id": "gw-9"}, headers=SN_AUTH
+        ):
+            pass
+    async with http.get(
+        f"{sn}{INCIDENTS}", params={"sysparm_query": "correlation_id=gw-9"}, headers=SN_AUTH
+    ) as r:
+        assert [row["number"] for row in (await r.json())["result"]] == ["INC0010001"]
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        async with http.post(f"{jira}{ISSUES}", json=JIRA_TASK, headers=JIRA_AUTH):
+            pass
+    async with http.get(f"{jira}{ISSUES}/OPS-1", headers=JIRA_AUTH) as r:
+        assert r.status == 200
+    for base in (sn, jira):
+        assert await stats(http, base) == {"records": 1, "requests": 2, "faults_injected": 1}
+
+
+async def test_partial_put_merges_and_bad_values_name_the_key(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    base = sandbox.servicenow_url
+    assert (await put_faults(http, base, {"error_rate": 0.25}))[0] == 200
+    status, merged = await put_faults(http, base, {"latency_ms": 5, "statuses": [502]})
+    assert status == 200
+    assert merged == {**FaultSettings().to_json(), "error_rate": 0.25, "latency_ms": 5, "statuses": [502]}
+    async with http.get(f"{base}/_sandbox/faults") as r:
+        assert await r.json() == merged
+    for bad, key in (
+        ({"error_rate": 2}, "error_rate"),
+        ({"error_rate": True}, "error_rate"),
+        ({"statuses": [200]}, "statuses"),
+        ({"statuses": []}, "statuses"),
+        ({"retry_after_seconds": -1}, "retry_after_seconds"),
+        ({"latency_ms": "10"}, "latency_ms"),
+        ({"drop_after_commit_rate": -0.1}, "drop_after_commit_rate"),
+        ({"search_lag_ms": 1.5}, "search_lag_ms"),
+        ({"error_rate": 0.5, "typo": 1}, "typo"),
+    ):
+        status, error = await put_faults(http, base, bad)
+        assert status == 400, bad
+        assert list(error["errors"]) == [key]
+    async with http.put(
+        f"{base}/_sandbox/faults", data=b"[1]", headers={"Content-Type": "application/json"}
+    ) as r:
+        assert r.status == 400
+    async with http.get(f"{base}/_sandbox/faults") as r:
+        assert await r.json() == merged  # refused updates changed nothing
+
+
+async def test_reset_clears_records_counters_and_faults(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    base = sandbox.servicenow_url
+    for _ in range(2):
+        async with http.post(f"{base}{INCIDENTS}", json={"short_description": "x"}, headers=SN_AUTH) as r:
+            assert r.status == 201
+    await put_faults(http, base, {"error_rate": 1.0})
+    async with http.get(f"{base}{INCIDENTS}", headers=SN_AUTH) as r:
+        assert r.status in (503, 429)
+    assert await stats(http, base) == {"records": 2, "requests": 3, "faults_injected": 1}
+    async with http.post(f"{base}/_sandbox/reset") as r:
+        assert r.status == 204
+    assert await stats(http, base) == {"records": 0, "requests": 0, "faults_injected": 0}
+    async with http.get(f"{base}/_sandbox/faults") as r:
+        assert await r.json() == FaultSettings().to_json()
+    async with http.post(f"{base}{INCIDENTS}", json={"short_description": "x"}, headers=SN_AUTH) as r:
+        assert (await r.json())["result"]["number"] == "INC0010001"
+    async with http.post(f"{sandbox.jira_url}/_sandbox/reset") as r:
+        assert r.status == 204
+
+
+async def test_control_endpoints_need_no_credentials_and_are_never_faulted(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    for base in (sandbox.servicenow_url, sandbox.jira_url):
+        await put_faults(http, base, {"error_rate": 1.0, "latency_ms": 1})
+        for _ in range(5):
+            async with http.get(f"{base}/_sandbox/stats") as r:
+                assert r.status == 200
+        assert (await stats(http, base))["requests"] == 0
+
+
+async def test_seeded_faults_are_reproducible() -> None:
+    async def sequence() -> list[int]:
+        faults = FaultSettings(error_rate=0.5, statuses=(503, 429, 502))
+        running = await start_sandbox(
+            SandboxConfig(servicenow_port=0, jira_port=0, seed=42, servicenow_faults=faults)
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                statuses = []
+                for _ in range(30):
+                    async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=SN_AUTH) as r:
+                        statuses.append(r.status)
+                return statuses
+        finally:
+            await running.stop()
+
+    first = await sequence()
+    assert first == await sequence()
+    assert {200, 503, 429, 502} == set(first)
+
+
+async def test_faults_set_at_start_apply_per_platform(http: aiohttp.ClientSession) -> None:
+    config = SandboxConfig(
+        servicenow_port=0, jira_port=0, jira_faults=FaultSettings(error_rate=1.0, statuses=(502,))
+    )
+    running = await start_sandbox(config)
+    try:
+        async with http.get(f"{running.jira_url}/rest/api/2/myself", headers=JIRA_AUTH) as r:
+            assert r.status == 502
+        async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=SN_AUTH) as r:
+            assert r.status == 200
+        async with http.get(f"{running.jira_url}/_sandbox/faults") as r:
+            assert (await r.json())["error_rate"] == 1.0
+    finally:
+        await running.stop()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_sandbox_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_flags_build_the_config() -> None:
+    defaults = sandbox_config_from_args(parse([]))
+    assert (defaults.host, defaults.servicenow_port, defaults.jira_port) == ("127.0.0.1", 8081, 8082)
+    assert defaults.servicenow_auth.user == DEFAULT_SERVICENOW_USER
+    assert defaults.jira_faults == FaultSettings()
+    config = sandbox_config_from_args(
+        parse(
+            [
+                "--servicenow-port", "0", "--jira-port", "9000", "--jira-user", "me@example.com", "--jira-token", "s3cr3t-tok",
+                "--error-rate", "0.3", "--fault-statuses", "503,429", "--retry-after-seconds", "4",
+                "--latency-ms", "7", "--drop-after-commit-rate", "0.05", "--seed", "3", "--fault-platform", "jira",
+            ]
+        )
+    )  # fmt: skip
+    assert (config.servicenow_port, config.jira_port, config.seed) == (0, 9000, 3)
+    assert (config.jira_auth.user, config.jira_auth.token) == ("me@example.com", "s3cr3t-tok")
+    assert config.jira_faults == FaultSettings(
+        error_rate=0.3, statuses=(503, 429), retry_after_seconds=4, latency_ms=7, drop_after_commit_rate=0.05
+    )
+    assert config.servicenow_faults == FaultSettings()
+    assert "s3cr3t-tok" not in repr(config)  # secrets stay out of reprs
+    for bad in (["--error-rate", "2"], ["--fault-statuses", "200"], ["--jira-port", "70000"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
+    with pytest.raises(ValueError, match="tls"):
+        sandbox_config_from_args(parse(["--tls-cert", "cert.pem"]))
+
+
+async def test_serve_sandbox_runs_until_cancelled(http: aiohttp.ClientSession) -> None:
+    ready: asyncio.Queue[RunningSandbox] = asyncio.Queue()
+    task = asyncio.create_task(
+        serve_sandbox(SandboxConfig(servicenow_port=0, jira_port=0), on_ready=ready.put_nowait)
+    )
+    running = await asyncio.wait_for(ready.get(), timeout=10)
+    async with http.get(f"{running.servicenow_url}/_sandbox/stats") as r:
+        assert r.status == 200
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with http.get(f"{running.jira_url}/_sandbox/stats"):
+            pass
+
+
+async def test_dev_config_serves_the_advertised_credentials(http: aiohttp.ClientSession) -> None:
+    running = await start_sandbox(dev_sandbox_config(servicenow_port=0, jira_port=0))
+    try:
+        sn_user, sn_secret = SANDBOX_CREDENTIALS["servicenow"]
+        headers = {"Accept": "application/json", **basic(sn_user, sn_secret)}
+        async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=headers) as r:
+            assert r.status == 200
+        jira_user, jira_secret = SANDBOX_CREDENTIALS["jira"]
+        async with http.get(
+            f"{running.jira_url}/rest/api/3/myself", headers=basic(jira_user, jira_secret)
+        ) as r:
+            assert r.status == 200
+        assert running.servicenow_url.startswith("http://127.0.0.1:")
+    finally:
+        await running.stop()

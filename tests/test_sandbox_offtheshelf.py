@@ -1,0 +1,231 @@
+"""Unmodified off-the-shelf clients against the sandbox: pysnc 1.2.1 and jira 3.10.5.
+
+They are synchronous requests-based libraries, so they run in a worker thread while the sandbox
+serves from the test's event loop. pysnc refuses plain-http instances, so the sandbox serves https
+with a throwaway self-signed certificate made by the openssl command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jira
+import pysnc
+import pytest
+
+from clients.sandbox import (
+    DEFAULT_JIRA_TOKEN,
+    DEFAULT_JIRA_USER,
+    DEFAULT_SERVICENOW_CLIENT_ID,
+    DEFAULT_SERVICENOW_CLIENT_SECRET,
+    DEFAULT_SERVICENOW_PASSWORD,
+    DEFAULT_SERVICENOW_USER,
+    RunningSandbox,
+    SandboxConfig,
+    TlsFiles,
+    start_sandbox,
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="openssl is needed for a test certificate"
+)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return TlsFiles(str(cert), str(key))
+
+
+@pytest.fixture
+async def sandbox(certificate: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningSandbox]:
+    # requests lets these variables override a session's own `verify`, which pysnc relies on.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    running = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0, tls=certificate))
+    yield running
+    await running.stop()
+
+
+def pysnc_round_trip(client: pysnc.ServiceNowClient) -> dict[str, Any]:
+    created = client.GlideRecord("incident")
+    created.initialize()
+    created.short_description = "pysnc: disk full on db1"
+    created.impact = "1"
+    created.urgency = "2"
+    created.correlation_id = "gw-pysnc-1"
+    sys_id = str(created.insert())
+
+    fetched = client.GlideRecord("incident")
+    assert fetched.get(sys_id)
+    seen: dict[str, Any] = {
+        "number": fetched.get_value("number"),
+        "priority": fetched.get_value("priority"),
+        "state_label": fetched.get_display_value("state"),
+    }
+
+    found = client.GlideRecord("incident")
+    found.add_query("correlation_id", "gw-pysnc-1")
+    found.query()
+    seen["found"] = [record.get_value("sys_id") for record in found]
+
+    record = client.GlideRecord("incident")
+    assert record.get(sys_id)
+    record.work_notes = "pysnc: cleaned up old logs"
+    record.update()
+    record.state = "6"
+    record.close_code = "Solution provided"
+    record.close_notes = "Freed 40 GB"
+    record.update()
+
+    final = client.GlideRecord("incident")
+    final.display_value = True
+    assert final.get(sys_id)
+    seen.update(
+        sys_id=sys_id,
+        final_state=final.get_display_value("state"),
+        work_notes=final.get_display_value("work_notes"),
+    )
+    return seen
+
+
+async def test_pysnc_basic_auth_create_get_query_note_and_resolve(
+    sandbox: RunningSandbox, certificate: TlsFiles
+) -> None:
+    def work() -> dict[str, Any]:
+        auth = (DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)
+        client = pysnc.ServiceNowClient(sandbox.servicenow_url, auth, verify=certificate.cert_file)
+        return pysnc_round_trip(client)
+
+    seen = await asyncio.to_thread(work)
+    assert seen["number"] == "INC0010001"
+    assert seen["priority"] == "2"
+    assert seen["state_label"] == "New"
+    assert seen["found"] == [seen["sys_id"]]
+    assert seen["final_state"] == "Resolved"
+    assert "pysnc: cleaned up old logs" in seen["work_notes"]
+
+
+async def test_pysnc_oauth_password_grant(sandbox: RunningSandbox, certificate: TlsFiles) -> None:
+    def work() -> dict[str, Any]:
+        flow = pysnc.ServiceNowPasswordGrantFlow(
+            DEFAULT_SERVICENOW_USER,
+            DEFAULT_SERVICENOW_PASSWORD,
+            DEFAULT_SERVICENOW_CLIENT_ID,
+            DEFAULT_SERVICENOW_CLIENT_SECRET,
+        )
+        client = pysnc.ServiceNowClient(sandbox.servicenow_url, flow, verify=certificate.cert_file)
+        return pysnc_round_trip(client)
+
+    seen = await asyncio.to_thread(work)
+    assert seen["final_state"] == "Resolved"
+
+
+def jira_round_trip(client: jira.JIRA, description: Any) -> dict[str, Any]:
+    issue = client.create_issue(
+        fields={
+            "project": "OPS",  # a key: the library looks the project and issue type up first
+            "issuetype": "Task",
+            "summary": "jira-python: rotate certificates",
+            "description": description,
+            "labels": ["gw-jira-1"],
+            "priority": {"name": "High"},
+        }
+    )
+    seen: dict[str, Any] = {"key": issue.key, "status": issue.fields.status.name}
+    seen["found"] = [found.key for found in client.search_issues('labels = "gw-jira-1"')]
+    comment_body: Any = "Started" if client._options["rest_api_version"] == "2" else description
+    seen["comment"] = client.add_comment(issue.key, comment_body).id
+    seen["transitions"] = [t["name"] for t in client.transitions(issue.key)]
+    client.transition_issue(issue.key, "In Progress")
+    client.transition_issue(issue.key, "Done", fields={"resolution": {"name": "Fixed"}})
+    issue.update(summary="jira-python: certificates rotated", update={"labels": [{"add": "rotated"}]})
+    final = client.issue(issue.key)
+    assert final.fields.resolution is not None
+    seen.update(
+        final_status=final.fields.status.name,
+        category=final.fields.status.statusCategory.key,
+        resolution=final.fields.resolution.name,
+        summary=final.fields.summary,
+        labels=final.fields.labels,
+        comments=len(client.comments(issue.key)),
+    )
+    return seen
+
+
+def check_jira_round_trip(seen: dict[str, Any]) -> None:
+    assert seen["key"] == "OPS-1"
+    assert seen["status"] == "To Do"
+    assert seen["found"] == ["OPS-1"]
+    assert seen["comment"]
+    assert seen["transitions"] == ["In Progress"]
+    assert (seen["final_status"], seen["category"], seen["resolution"]) == ("Done", "done", "Fixed")
+    assert seen["summary"] == "jira-python: certificates rotated"
+    assert seen["labels"] == ["gw-jira-1", "rotated"]
+    assert seen["comments"] == 1
+
+
+async def test_jira_python_data_center_flavour(sandbox: RunningSandbox, certificate: TlsFiles) -> None:
+    def work() -> dict[str, Any]:
+        client = jira.JIRA(
+            sandbox.jira_url,
+            basic_auth=(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN),
+            options={"verify": certificate.cert_file},
+        )
+        try:
+            return jira_round_trip(client, "Plain wiki description")
+        finally:
+            client.close()
+
+    check_jira_round_trip(await asyncio.to_thread(work))
+
+
+async def test_jira_python_cloud_flavour_v3_and_token_auth(
+    sandbox: RunningSandbox, certificate: TlsFiles
+) -> None:
+    document = {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "ADF description"}]}],
+    }
+
+    def work() -> tuple[dict[str, Any], str]:
+        # v3 makes serverInfo say Cloud, so search goes through /rest/api/3/search/jql.
+        client = jira.JIRA(
+            sandbox.jira_url,
+            basic_auth=(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN),
+            options={"verify": certificate.cert_file, "rest_api_version": "3"},
+        )
+        personal = jira.JIRA(
+            sandbox.jira_url, token_auth=DEFAULT_JIRA_TOKEN, options={"verify": certificate.cert_file}
+        )
+        try:
+            return jira_round_trip(client, document), personal.myself()["emailAddress"]
+        finally:
+            client.close()
+            personal.close()
+
+    seen, me = await asyncio.to_thread(work)
+    check_jira_round_trip(seen)
+    assert me == DEFAULT_JIRA_USER
+
+
+def test_off_the_shelf_versions_are_the_pinned_ones() -> None:
+    assert pysnc.__version__ == "1.2.1"
+    assert jira.__version__ == "3.10.5"
+    assert Path(pysnc.__file__).parent.name == "pysnc"

@@ -128,8 +128,8 @@ class OAuthPasswordGrant:
                 attempts=call.attempts,
             )
         refresh = data.get("refresh_token") if isinstance(data.get("refresh_token"), str) else ""
-        self._redact.add(access)
-        self._redact.add(refresh or "")
+        self._redact.add_rotating(access)
+        self._redact.add_rotating(refresh or "")
         lifetime = _float(data.get("expires_in"), default=1799.0)
         margin = min(REFRESH_MARGIN_SECONDS, lifetime / 10)
         return _Token(access, refresh or "", time.monotonic() + lifetime - margin)

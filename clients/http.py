@@ -29,7 +29,7 @@ log = logging.getLogger("clients.http")
 # Bounded everything: a ticket API answer is a few kilobytes; a page this size is not one.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
-# For a POST these two mean the upstream may have done the work before the gateway gave up.
+# For a POST these mean the upstream may have done the work before the gateway gave up.
 _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 # These, answered in the platform's own error format, mean the request was refused, not applied.
 _REFUSED_STATUSES = frozenset({429, 503})
@@ -412,8 +412,9 @@ class HttpTransport:
                     ambiguous=not loop.req.idempotent,
                     kind=ErrorKind.BAD_RESPONSE,
                     status=status,
+                    # The body is not echoed: a token endpoint's or a proxy's page may carry secrets.
                     detail=ErrorDetail(
-                        f"HTTP {status} answer is not JSON: {text[:80]!r}", ErrorKind.BAD_RESPONSE
+                        f"HTTP {status} answer is not JSON ({len(body)} bytes)", ErrorKind.BAD_RESPONSE
                     ),
                 )
             return Response(status, headers, data), None
@@ -443,7 +444,9 @@ class HttpTransport:
         return None, _Failure(
             reason,
             retryable=False,
-            ambiguous=False,
+            # A 5xx to a POST (e.g. ServiceNow's 500 when a business rule throws after the insert)
+            # may have created the record: look the marker up rather than call it failed.
+            ambiguous=status >= 500 and not loop.req.idempotent,
             kind=detail.kind,
             status=status,
             detail=detail,

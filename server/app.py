@@ -22,12 +22,17 @@ from itsm.v1 import (
 )
 from server.auth import TokenRegistry
 from server.config import GatewayConfig
-from server.database import check_connection, create_engine
+from server.database import check_connection, create_engine, parse_url
+from server.grpc_metrics import GrpcMetricsInterceptor
 from server.interceptors import AuthInterceptor, ErrorInterceptor
+from server.metrics import ItsmMetrics
 from server.metrics_http import MetricsEndpoint
+from server.periodic import Periodic
 from server.pipeline import TicketPipeline
-from server.reconciler import Reconciler
+from server.redaction import register_basic_auth, register_secrets
+from server.rpc_log import RpcLogInterceptor
 from server.servicers import TemplateServicer, TicketServicer
+from server.sla_sync import SlaSync
 from server.store import TicketStore
 
 log = logging.getLogger("itsm.server")
@@ -72,21 +77,31 @@ class Gateway:
         self._metrics: MetricsEndpoint | None = None
         self._clients: dict[str, PlatformClient] = {}
         self._store: TicketStore | None = None
-        self._reconciler: Reconciler | None = None
+        self._reconciler: Periodic | None = None
         self.pipeline: TicketPipeline | None = None
+        self.sla_sync: SlaSync | None = None
 
     async def start(self) -> None:
         config = self.options.config
+        _register_secrets(self.options)
         engine = create_engine(self.options.database_url)
         self._store = TicketStore(engine)
         await check_connection(engine)
+        metrics = ItsmMetrics.from_config(config)
         self._clients = {
-            name: build_client(name, p.settings, config.retry_policy, config.timeout)
+            name: build_client(
+                name, p.settings, config.retry_policy, config.timeout, on_attempt=metrics.platform_attempt
+            )
             for name, p in config.platforms.items()
             if p.enabled and p.settings is not None
         }
-        pipeline = self.pipeline = TicketPipeline(config, self._store, self._clients)
-        self._reconciler = Reconciler(pipeline, config.idempotency)
+        pipeline = self.pipeline = TicketPipeline(config, self._store, self._clients, metrics)
+        # Settles tickets left PENDING by a crash or an uncertain outcome; several gateways on one
+        # database share the work through the store's lease column.
+        self._reconciler = Periodic(
+            "itsm-reconciler", config.idempotency.reconcile_interval_seconds, pipeline.reconcile_once
+        )
+        self.sla_sync = SlaSync(self._store, self._clients, config.sla, config.timeout, metrics)
         self._server = self._build_server(pipeline)
         self.grpc_port = self._bind(self._server)
         await self._server.start()
@@ -98,11 +113,13 @@ class Gateway:
                 self._metrics = None
                 raise StartupError(str(exc)) from None
         self._reconciler.start()
+        self.sla_sync.start()
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
 
     def _build_server(self, pipeline: TicketPipeline) -> aio.Server:
         limits = self.options.config.limits
-        interceptors: list[aio.ServerInterceptor] = []
+        # Outermost first: metrics and the RPC log see every call, refused ones included.
+        interceptors: list[aio.ServerInterceptor] = [GrpcMetricsInterceptor(), RpcLogInterceptor()]
         if self.options.tokens is not None:
             interceptors.append(AuthInterceptor(self.options.tokens))
         interceptors.append(ErrorInterceptor(frozenset(SERVICE_NAMES)))
@@ -147,17 +164,37 @@ class Gateway:
             await self._health.set(name, status)
 
     async def stop(self) -> None:
-        """Health goes NOT_SERVING, a short drain for load balancers, then in-flight calls finish."""
+        """Health goes NOT_SERVING, a short drain for load balancers, background work stops, in-flight
+        calls finish (up to the grace period), their final writes land, then everything closes."""
         limits = self.options.config.limits
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await asyncio.sleep(limits.shutdown_drain_seconds)
-            await self._server.stop(limits.shutdown_grace_seconds)
         if self._reconciler is not None:
             await self._reconciler.stop()
+        if self.sla_sync is not None:
+            await self.sla_sync.stop()
+        if self._server is not None:
+            await self._server.stop(limits.shutdown_grace_seconds)
+        if self.pipeline is not None:
+            await self.pipeline.drain()
         if self._metrics is not None:
             await self._metrics.stop()
         for client in self._clients.values():
             await client.close()
         if self._store is not None:
             await self._store.close()
+
+
+def _register_secrets(options: ServeOptions) -> None:
+    """Every secret the process holds is masked at the logging boundary, whatever logs it."""
+    for platform in options.config.platforms.values():
+        if platform.settings is None:
+            continue
+        credentials = platform.settings.credentials
+        register_secrets(credentials.secrets())
+        register_basic_auth(credentials.username, credentials.password)
+        register_basic_auth(credentials.client_id, credentials.client_secret)
+    password = parse_url(options.database_url).password
+    if password:
+        register_secrets([str(password)])

@@ -105,7 +105,7 @@ class ServerLimits:
 
 @dataclass(frozen=True)
 class IdempotencyConfig:
-    pending_lease_seconds: float = 120.0  # a PENDING ticket older than this is settled by the reconciler
+    pending_lease_seconds: float = 150.0  # a PENDING ticket older than this is settled by the reconciler
     reconcile_interval_seconds: float = 30.0
     in_flight_wait_seconds: float = 30.0  # how long a repeat waits for the first call, within its deadline
 
@@ -286,9 +286,21 @@ def parse_config(raw: Any, env: Mapping[str, str]) -> GatewayConfig:
         idempotency=_idempotency(root.obj("idempotency")),
     )
     templates = _templates(root.obj("templates"), config.field_mapping)
+    _check_lease(config)
     root.get("$schema", _str, "")  # editors may point at a schema; harmless
     root.done()
     return _replace_templates(config, templates)
+
+
+def _check_lease(config: GatewayConfig) -> None:
+    """A PENDING ticket's lease must outlast the longest send (a marker look-up, then a create, each
+    within timeout.total), or the reconciler could take over a send still running."""
+    needed = 2 * config.timeout.total + 10
+    if config.idempotency.pending_lease_seconds < needed:
+        raise ConfigError(
+            "idempotency.pending_lease_seconds",
+            f"must be at least {needed:g} (twice timeout.total_seconds, plus 10)",
+        )
 
 
 def _replace_templates(config: GatewayConfig, templates: dict[str, TemplateSpec]) -> GatewayConfig:

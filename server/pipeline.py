@@ -10,6 +10,7 @@ This module never imports grpc: it raises server.errors, which server/status.py 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,10 @@ from clients.errors import ErrorKind, PlatformError
 from clients.platform import CreatedTicket, PlatformClient
 from server import errors
 from server.config import PLATFORMS, FieldRule, GatewayConfig, TemplateSpec
+from server.metrics import ItsmMetrics, outcome_of
 from server.payload import build_payload
+from server.sla import ON_TRACK
+from server.sla import plan as plan_sla
 from server.store import TRANSIENT_KINDS, InvalidPageToken, TicketFilter, TicketRecord, TicketStore
 from server.templates import JobContext, TemplateOutcome, compiled_template, render_and_validate
 from server.validation import Violation, validate
@@ -37,6 +41,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Failures that replay as the same error: the payload or the gateway's configuration is wrong.
 _PERMANENT: dict[ErrorKind, str] = {
@@ -81,10 +86,12 @@ class TicketPipeline:
         config: GatewayConfig,
         store: TicketStore,
         clients: Mapping[str, PlatformClient],
+        metrics: ItsmMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clients = clients
+        self.metrics = metrics or ItsmMetrics.from_config(config)
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -111,6 +118,7 @@ class TicketPipeline:
     def get_template(self, name: str) -> TemplateSpec:
         spec = self.config.templates.get(name)
         if spec is None:
+            self.metrics.template_error(name)
             raise errors.NotFound(f"template {_quote(name)} not found")
         return spec
 
@@ -125,7 +133,7 @@ class TicketPipeline:
         self, spec: TemplateSpec, variables: Mapping[str, Any], variables_size: int, job_id: str
     ) -> TemplateOutcome:
         job = JobContext(id=job_id, time=datetime.now(UTC))
-        return render_and_validate(
+        outcome = render_and_validate(
             compiled_template(spec),
             variables,
             job,
@@ -133,6 +141,10 @@ class TicketPipeline:
             self.config.limits,
             variables_size,
         )
+        if outcome.violations:
+            self.metrics.template_error(spec.name)
+            self.metrics.validation_errors(spec.platform, [v.field for v in outcome.violations])
+        return outcome
 
     # ----------------------------------------------------------------------------- creation
 
@@ -146,14 +158,23 @@ class TicketPipeline:
         caller: str,
         deadline: float | None,
     ) -> TicketRecord:
-        self._check_ids(request_id, job_id)
-        result = validate(self._rules(platform), fields, self.config.limits)
-        if result.violations:
-            raise errors.InvalidArgument(_summary(result.violations), result.violations)
-        fingerprint = _fingerprint("create", platform, dict(fields), job_id)
-        return await self._create_once(
-            platform, request_id, job_id, "", result.fields_with_defaults, fingerprint, caller, deadline
-        )
+        started = time.perf_counter()
+        try:
+            self._check_ids(request_id, job_id)
+            result = validate(self._rules(platform), fields, self.config.limits)
+            if result.violations:
+                self.metrics.validation_errors(platform, [v.field for v in result.violations])
+                raise errors.InvalidArgument(_summary(result.violations), result.violations)
+            fingerprint = _fingerprint("create", platform, dict(fields), job_id)
+            record, sent = await self._create_once(
+                platform, request_id, job_id, "", result.fields_with_defaults, fingerprint, caller, deadline
+            )
+        except BaseException as exc:
+            self.metrics.ticket_created(platform, outcome_of(exc), time.perf_counter() - started)
+            raise
+        outcome = "created" if sent else "replayed"
+        self.metrics.ticket_created(platform, outcome, time.perf_counter() - started)
+        return record
 
     async def create_from_template(
         self,
@@ -166,22 +187,32 @@ class TicketPipeline:
         caller: str,
         deadline: float | None,
     ) -> TicketRecord:
-        self._check_ids(request_id, job_id)
-        spec = self.get_template(template_name)
-        outcome = self._render(spec, variables, variables_size, job_id)
-        if outcome.violations:
-            raise errors.InvalidArgument(_summary(outcome.violations), outcome.violations)
-        fingerprint = _fingerprint("template", template_name, dict(variables), job_id)
-        return await self._create_once(
-            spec.platform,
-            request_id,
-            job_id,
-            template_name,
-            outcome.fields,
-            fingerprint,
-            caller,
-            deadline,
-        )
+        started = time.perf_counter()
+        platform = ""
+        try:
+            self._check_ids(request_id, job_id)
+            spec = self.get_template(template_name)
+            platform = spec.platform
+            outcome = self._render(spec, variables, variables_size, job_id)
+            if outcome.violations:
+                raise errors.InvalidArgument(_summary(outcome.violations), outcome.violations)
+            fingerprint = _fingerprint("template", template_name, dict(variables), job_id)
+            record, sent = await self._create_once(
+                spec.platform,
+                request_id,
+                job_id,
+                template_name,
+                outcome.fields,
+                fingerprint,
+                caller,
+                deadline,
+            )
+        except BaseException as exc:
+            self.metrics.ticket_created(platform, outcome_of(exc), time.perf_counter() - started)
+            raise
+        outcome = "created" if sent else "replayed"
+        self.metrics.ticket_created(platform, outcome, time.perf_counter() - started)
+        return record
 
     def _check_ids(self, request_id: str, job_id: str) -> None:
         found = []
@@ -193,8 +224,7 @@ class TicketPipeline:
                     "PATTERN",
                 )
             )
-        if len(job_id) > MAX_JOB_ID:
-            found.append(Violation("job_id", f"must be at most {MAX_JOB_ID} characters", "MAX_LENGTH"))
+        found += _text_violations("job_id", job_id)
         if found:
             raise errors.InvalidArgument(_summary(found), found)
 
@@ -208,7 +238,7 @@ class TicketPipeline:
         fingerprint: str,
         caller: str,
         deadline: float | None,
-    ) -> TicketRecord:
+    ) -> tuple[TicketRecord, bool]:
         client = self.clients.get(platform)
         if client is None:
             raise errors.FailedPrecondition(f"platform {platform} is not enabled in this gateway")
@@ -230,9 +260,18 @@ class TicketPipeline:
             marker=f"itsmgw-{candidate.id}",
             request_id=request_id or f"gw-{candidate.id}",
         )
+        sla = plan_sla(self.config.sla, platform, fields, now)
+        if sla is not None:
+            candidate = replace(
+                candidate,
+                priority=sla.priority,
+                response_due=sla.response_due,
+                resolution_due=sla.resolution_due,
+                sla_state=ON_TRACK,
+            )
         record, reserved = await self.store.reserve(candidate)
         if reserved:
-            return await self._send_tracked(_Work(record, deadline), look_up_first=False)
+            return await self._send_tracked(_Work(record, deadline), look_up_first=False), True
         if record.payload_hash != fingerprint:
             raise errors.FailedPrecondition(
                 f"request_id {_quote(request_id)} was already used with a different payload "
@@ -240,52 +279,56 @@ class TicketPipeline:
             )
         return await self._replay(record, deadline)
 
-    async def _replay(self, record: TicketRecord, deadline: float | None) -> TicketRecord:
+    async def _replay(self, record: TicketRecord, deadline: float | None) -> tuple[TicketRecord, bool]:
+        """The stored outcome of a repeated request_id, and whether this call had to send."""
         if record.state == "CREATED":
-            return record
+            self.metrics.idempotent_replay(record.platform)
+            return record, False
         if record.state == "PENDING":
-            return await self._wait_for(record, deadline)
-        if record.error_kind not in TRANSIENT_KINDS:
+            if not _lease_expired(record):
+                return await self._wait_for(record, deadline)
+            expected = "PENDING"  # its holder is gone (crash, or an uncertain outcome): take it over
+        elif record.error_kind in TRANSIENT_KINDS:
+            expected = "FAILED"
+        else:
             raise _error_from_record(record)
-        lease_until = _now() + timedelta(seconds=self.config.idempotency.pending_lease_seconds)
         taken = await self.store.take_over(
-            record.id, expected_state="FAILED", lease_until=lease_until, now=_now()
+            record.id, expected_state=expected, lease_until=self._lease(), now=_now()
         )
         if taken is None:  # another call took it over first: follow that one
             latest = await self.store.get(record.id)
-            return await self._replay(latest, deadline) if latest else record
-        return await self._send_tracked(_Work(taken, deadline), look_up_first=True)
+            return await self._replay(latest, deadline) if latest else (record, False)
+        return await self._send_tracked(_Work(taken, deadline), look_up_first=True), True
 
-    async def _wait_for(self, record: TicketRecord, deadline: float | None) -> TicketRecord:
-        """A repeat while the first call is in flight: wait for its outcome, never send twice."""
+    async def _wait_for(self, record: TicketRecord, deadline: float | None) -> tuple[TicketRecord, bool]:
+        """A repeat while the ticket is PENDING: wait for its outcome (or for its lease to run out,
+        then take it over), bounded by the caller's deadline; never send while another holds it."""
         budget = self.config.idempotency.in_flight_wait_seconds
         if deadline is not None:
             budget = min(budget, deadline - time.monotonic() - 0.05)
         until = time.monotonic() + max(budget, 0.0)
         delay = 0.02
-        while True:
-            future = self._in_flight.get(record.id)
+        latest: TicketRecord | None = record
+        while latest is not None and latest.state == "PENDING" and not _lease_expired(latest):
             remaining = until - time.monotonic()
             if remaining <= 0:
-                break
+                return latest, False  # still PENDING: the caller may ask again or list by request_id
+            future = self._in_flight.get(record.id)
             if future is not None:  # same process: wake up the moment it settles
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), remaining)
-                except TimeoutError:
-                    break
-            else:  # another process holds it: poll the store with a growing interval
+            else:  # another process (or nobody, until the lease runs out): poll with a growing interval
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 0.5)
             latest = await self.store.get(record.id)
-            if latest is None or latest.state != "PENDING":
-                return await self._settled(latest or record)
-        latest = await self.store.get(record.id)
-        return await self._settled(latest or record)
+        if latest is None:
+            return record, False
+        if latest.state == "FAILED" and latest.error_kind not in TRANSIENT_KINDS:
+            raise _error_from_record(latest)
+        return await self._replay(latest, deadline)
 
-    async def _settled(self, record: TicketRecord) -> TicketRecord:
-        if record.state == "FAILED":
-            raise _error_from_record(record)
-        return record  # CREATED, or still PENDING once the wait budget is spent
+    def _lease(self) -> datetime:
+        return _now() + timedelta(seconds=self.config.idempotency.pending_lease_seconds)
 
     async def _send_tracked(self, work: _Work, *, look_up_first: bool) -> TicketRecord:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -299,7 +342,15 @@ class TicketPipeline:
     async def _send(self, work: _Work, *, look_up_first: bool) -> TicketRecord:
         record = work.record
         client = self.clients[record.platform]
-        payload = build_payload(self.config.field_mapping[record.platform], record.fields)
+        try:
+            payload = build_payload(self.config.field_mapping[record.platform], record.fields)
+        except ValueError as exc:  # the field mapping changed under a stored ticket
+            error = PlatformError(
+                platform=record.platform, operation="create", kind=ErrorKind.BAD_RESPONSE,
+                message=f"the stored fields no longer fit the configured field mapping: {exc}",
+            )
+            await self._shielded(self._record_failure(record, error, uncertain=False))
+            raise errors.FailedPrecondition(str(error)) from None
         try:
             created = None
             if look_up_first:
@@ -307,13 +358,17 @@ class TicketPipeline:
             if created is None:
                 created = await client.create(payload, record.marker, deadline=work.deadline)
         except PlatformError as exc:
-            await self._shielded(self._record_failure(record, exc))
-            raise self._translate(record, exc) from None
+            self.metrics.retries(record.platform, exc.attempts - 1)
+            # After an earlier uncertain attempt, any transient failure leaves it uncertain too.
+            uncertain = _uncertain(exc) or (look_up_first and _failure_kind(exc) in TRANSIENT_KINDS)
+            await self._shielded(self._record_failure(record, exc, uncertain=uncertain))
+            raise self._translate(record, exc, uncertain) from None
         except asyncio.CancelledError:
-            # The caller went away mid-call; the ticket may exist. A repeat (or the reconciler)
-            # looks the marker up before sending again.
-            self._spawn(self._record_failure(record, None))
+            # The caller went away mid-call: the request may still land. The ticket stays PENDING
+            # under a lease; a repeat or the reconciler looks the marker up before sending again.
+            self._spawn(self._record_failure(record, None, uncertain=True))
             raise
+        self.metrics.retries(record.platform, created.retry.attempts - 1)
         return await self._shielded(self._record_success(record, created))
 
     async def _record_success(self, record: TicketRecord, created: CreatedTicket) -> TicketRecord:
@@ -324,30 +379,46 @@ class TicketPipeline:
             url=created.url,
             attempts=record.attempts + created.retry.attempts,
             now=_now(),
+            lease=record.lease_until,
         )
         return stored or (await self.store.get(record.id)) or record
 
-    async def _record_failure(self, record: TicketRecord, exc: PlatformError | None) -> None:
-        if exc is None:
-            kind, message, attempts = "cancelled", "the call was cancelled before an answer", 0
-        else:
-            kind = _failure_kind(exc)
-            message, attempts = str(exc), exc.attempts
+    async def _record_failure(
+        self, record: TicketRecord, exc: PlatformError | None, *, uncertain: bool
+    ) -> None:
+        message = str(exc) if exc else "the call was cancelled before the platform answered"
+        attempts = record.attempts + (exc.attempts if exc else 0)
+        if uncertain:
+            # The platform may still apply the request for up to a whole budget: settle after that.
+            await self.store.note_pending(
+                record.id,
+                error=message,
+                attempts=attempts,
+                lease=record.lease_until,
+                lease_until=_now() + timedelta(seconds=self.config.timeout.total),
+                now=_now(),
+            )
+            return
         await self.store.record_failed(
             record.id,
             error=message,
-            error_kind=kind,
-            attempts=record.attempts + attempts,
+            error_kind=_failure_kind(exc) if exc else "cancelled",
+            attempts=attempts,
             now=_now(),
+            lease=record.lease_until,
         )
 
-    def _translate(self, record: TicketRecord, exc: PlatformError) -> errors.GatewayError:
+    def _translate(self, record: TicketRecord, exc: PlatformError, uncertain: bool) -> errors.GatewayError:
         message = str(exc)
-        if exc.kind is ErrorKind.DEADLINE:
-            return errors.DeadlineExceeded(
-                f"{message}; ticket {record.id} may be retried with the same request_id"
+        if uncertain:
+            then = (
+                f"ticket {record.id} stays PENDING: the platform may still create it; the same "
+                "request_id (or the reconciler) settles it through its correlation marker"
             )
-        if exc.kind is ErrorKind.UNAVAILABLE or exc.ambiguous:
+            if exc.kind is ErrorKind.DEADLINE:
+                return errors.DeadlineExceeded(f"{message}; {then}")
+            return errors.Unavailable(f"{message}; {then}")
+        if exc.kind is ErrorKind.UNAVAILABLE:
             return errors.Unavailable(
                 f"{message}; ticket {record.id} is FAILED and the same request_id tries again"
             )
@@ -370,20 +441,22 @@ class TicketPipeline:
     # ----------------------------------------------------------------------------- reconciliation
 
     async def reconcile_once(self, limit: int = 100) -> int:
-        """Settles PENDING tickets whose lease ran out (crash, cancelled call). Returns how many."""
+        """Settles PENDING tickets whose lease ran out (crash, cancelled call, uncertain outcome):
+        adopts the platform's ticket found by the marker, or sends. Returns how many it tried."""
         settled = 0
         for stale in await self.store.expired_pending(_now(), limit):
-            lease_until = _now() + timedelta(seconds=self.config.idempotency.pending_lease_seconds)
+            if stale.platform not in self.clients or stale.id in self._in_flight:
+                continue
             taken = await self.store.take_over(
-                stale.id, expected_state="PENDING", lease_until=lease_until, now=_now()
+                stale.id, expected_state="PENDING", lease_until=self._lease(), now=_now()
             )
-            if taken is None or taken.platform not in self.clients:
+            if taken is None:
                 continue
             deadline = time.monotonic() + self.config.timeout.total
             try:
                 await self._send_tracked(_Work(taken, deadline), look_up_first=True)
             except errors.GatewayError as exc:
-                log.warning("reconcile ticket=%s failed: %s", taken.id, exc)
+                log.warning("reconciling ticket %s: %s", taken.id, exc)
             settled += 1
         return settled
 
@@ -411,6 +484,13 @@ class TicketPipeline:
                 "page_size must not be negative",
                 [Violation("page_size", "must be 0 (default) or positive", "MIN")],
             )
+        found = [
+            v
+            for name in ("job_id", "request_id", "external_key")
+            for v in _text_violations(name, getattr(query, name))
+        ]
+        if found:
+            raise errors.InvalidArgument(_summary(found), found)
         page_size = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         filters = TicketFilter(
             platform=query.platform,
@@ -418,6 +498,7 @@ class TicketPipeline:
             job_id=query.job_id,
             request_id=query.request_id,
             external_key=query.external_key,
+            sla_state=query.sla_state,
         )
         try:
             page = await self.store.page(filters, page_size, query.page_token)
@@ -441,6 +522,25 @@ def _platform_field(rule: FieldRule) -> str:
     """The name a platform uses for a field in its errors: Jira's fields.X.y -> X."""
     path = rule.path
     return path[1] if path[0] == "fields" and len(path) > 1 else path[0]
+
+
+def _text_violations(name: str, value: str) -> list[Violation]:
+    """Identifiers are stored and matched as text: bounded, and no control characters (PostgreSQL
+    refuses NUL outright)."""
+    if len(value) > MAX_JOB_ID:
+        return [Violation(name, f"must be at most {MAX_JOB_ID} characters", "MAX_LENGTH")]
+    if _CONTROL.search(value):
+        return [Violation(name, "must not contain control characters", "PATTERN")]
+    return []
+
+
+def _uncertain(exc: PlatformError) -> bool:
+    """The request may have been applied: a cut connection, a timeout, the caller's deadline."""
+    return exc.ambiguous or exc.kind is ErrorKind.DEADLINE
+
+
+def _lease_expired(record: TicketRecord) -> bool:
+    return record.lease_until is not None and record.lease_until < _now()
 
 
 def _failure_kind(exc: PlatformError) -> str:

@@ -20,6 +20,7 @@ from itsm.v1 import (
     ticket_service_pb2,
     ticket_service_pb2_grpc,
 )
+from server import errors
 from server.auth import caller_name
 from server.config import TemplateSpec
 from server.pipeline import ListQuery, TicketPipeline
@@ -58,7 +59,13 @@ def deadline_of(context: aio.ServicerContext) -> float | None:
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+    try:
+        return json_format.MessageToDict(struct)
+    except ValueError as exc:  # NaN or Infinity: not representable as a template value
+        raise errors.InvalidArgument(
+            "variables must hold JSON values",
+            [Violation("variables", f"must hold JSON values: {exc}", "TYPE")],
+        ) from None
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

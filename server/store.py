@@ -38,7 +38,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -126,6 +128,16 @@ tickets = Table(
     Column("create_time", UtcDateTime(), nullable=False),
     Column("update_time", UtcDateTime(), nullable=False),
     Column("lease_until", UtcDateTime(), nullable=True),
+    Column("priority", String(32), nullable=False, server_default=""),
+    Column("response_due", UtcDateTime(), nullable=True),
+    Column("resolution_due", UtcDateTime(), nullable=True),
+    Column("acknowledged_at", UtcDateTime(), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("sla_state", String(16), nullable=False, server_default=""),
+    Column("sla_breaches", String(32), nullable=False, server_default=""),
+    Column("platform_status", String(64), nullable=False, server_default=""),
+    Column("synced_at", UtcDateTime(), nullable=True),
+    Column("sync_lease_until", UtcDateTime(), nullable=True),
     PrimaryKeyConstraint("id", name="pk_tickets"),
     UniqueConstraint("request_id", name="uq_tickets_request_id"),
     CheckConstraint("state IN ('PENDING', 'CREATED', 'FAILED')", name="ck_tickets_state"),
@@ -136,6 +148,10 @@ Index("ix_tickets_state_lease_until", tickets.c.state, tickets.c.lease_until)
 Index("ix_tickets_job_id_create_time_id", tickets.c.job_id, tickets.c.create_time.desc(), tickets.c.id.desc())
 Index("ix_tickets_external_key", tickets.c.external_key)
 Index("ix_tickets_create_time_id", tickets.c.create_time.desc(), tickets.c.id.desc())
+Index("ix_tickets_sla_state", tickets.c.sla_state)
+Index(
+    "ix_tickets_sla_open", tickets.c.platform, tickets.c.state, tickets.c.resolved_at, tickets.c.synced_at
+)
 
 _MAX_CHARS = {
     c.name: c.type.length for c in tickets.c if isinstance(c.type, String) and c.type.length is not None
@@ -172,6 +188,17 @@ class TicketRecord:
     error_kind: str = ""  # "" | TRANSIENT | PERMANENT
     created_by: str = ""
     lease_until: datetime | None = None  # a PENDING ticket's lease; None once settled
+    # SLA tracking (server/sla.py): "" priority and sla_state mean no policy applies.
+    priority: str = ""
+    response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    sla_state: str = ""  # "" | ON_TRACK | AT_RISK | BREACHED | MET
+    sla_breaches: str = ""  # breach kinds already counted, comma-separated
+    platform_status: str = ""  # the platform's last reported status
+    synced_at: datetime | None = None
+    sync_lease_until: datetime | None = None  # claimed by one gateway's SLA sync until then
 
     @classmethod
     def new(
@@ -219,6 +246,7 @@ class TicketFilter:
     job_id: str = ""
     request_id: str = ""
     external_key: str = ""
+    sla_state: str = ""
 
     def fingerprint(self) -> str:
         values = [getattr(self, f.name) for f in dataclasses.fields(self)]
@@ -329,8 +357,10 @@ class TicketStore:
         url: str,
         attempts: int,
         now: datetime,
+        lease: datetime | None = None,
     ) -> TicketRecord | None:
-        """PENDING -> CREATED. None when the ticket is not PENDING (someone else settled it)."""
+        """PENDING -> CREATED. None when the ticket is not PENDING (someone else settled it), or
+        when `lease` is given and no longer the row's: another holder took the ticket over."""
         values = {
             "state": CREATED,
             "external_id": external_id,
@@ -343,10 +373,17 @@ class TicketStore:
             "update_time": utc(now),
         }
         _check(values)
-        return await self._one(_settle(id, values))
+        return await self._one(_settle(id, values, lease))
 
     async def record_failed(
-        self, id: str, *, error: str, error_kind: str, attempts: int, now: datetime
+        self,
+        id: str,
+        *,
+        error: str,
+        error_kind: str,
+        attempts: int,
+        now: datetime,
+        lease: datetime | None = None,
     ) -> TicketRecord | None:
         """PENDING -> FAILED. None when the ticket is not PENDING (someone else settled it).
 
@@ -364,7 +401,30 @@ class TicketStore:
             "update_time": utc(now),
         }
         _check(values)
-        return await self._one(_settle(id, values))
+        return await self._one(_settle(id, values, lease))
+
+    async def note_pending(
+        self,
+        id: str,
+        *,
+        error: str,
+        attempts: int,
+        lease: datetime,
+        lease_until: datetime,
+        now: datetime,
+    ) -> TicketRecord | None:
+        """Keeps a PENDING ticket PENDING after an outcome that may have been applied (a timeout, a
+        cut connection): records the error and moves the lease to lease_until, after which a repeat
+        or the reconciler settles it through the correlation marker. Fenced by `lease` like the
+        record_* calls."""
+        values = {
+            "last_error": error[:MAX_LAST_ERROR_CHARS],
+            "attempts": attempts,
+            "lease_until": utc(lease_until),
+            "update_time": utc(now),
+        }
+        _check(values)
+        return await self._one(_settle(id, values, lease))
 
     async def take_over(
         self, id: str, *, expected_state: str, lease_until: datetime, now: datetime
@@ -426,6 +486,88 @@ class TicketStore:
         return await self._many(statement)
 
 
+    async def claim_open(
+        self, platform: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> _Records:
+        """Claims up to `limit` open tickets of one platform for an SLA sync, least recently synced
+        first. Of several gateways claiming at once each ticket goes to one: the UPDATE re-checks the
+        lease on every row it takes (PostgreSQL re-evaluates after waiting on a row; SQLite
+        serialises writers), and no row lock outlives this one statement."""
+        if not 1 <= limit <= MAX_BATCH:
+            raise ValueError(f"limit must be between 1 and {MAX_BATCH}")
+        now = utc(now)
+        free = or_(tickets.c.sync_lease_until.is_(None), tickets.c.sync_lease_until < now)
+        candidates = (
+            select(tickets.c.id)
+            .where(
+                tickets.c.platform == platform,
+                tickets.c.state == CREATED,
+                tickets.c.resolved_at.is_(None),
+                tickets.c.sla_state != "",
+                free,
+            )
+            .order_by(tickets.c.synced_at.asc().nulls_first(), tickets.c.id)
+            .limit(limit)
+            # PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them
+            # and coming back empty-handed (SQLite ignores it: writers are serialised anyway).
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(tickets)
+            .where(tickets.c.id.in_(candidates.scalar_subquery()), free)
+            .values(sync_lease_until=utc(lease_until))
+            .returning(*tickets.c)
+        )
+        async with connect(self._engine) as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_record(row) for row in rows]
+
+    async def record_sla(
+        self,
+        id: str,
+        *,
+        acknowledged_at: datetime | None,
+        resolved_at: datetime | None,
+        sla_state: str,
+        sla_breaches: str,
+        platform_status: str,
+        now: datetime,
+    ) -> TicketRecord | None:
+        """Stores one sync's findings and releases the sync lease."""
+        values = {
+            "acknowledged_at": None if acknowledged_at is None else utc(acknowledged_at),
+            "resolved_at": None if resolved_at is None else utc(resolved_at),
+            "sla_state": sla_state,
+            "sla_breaches": sla_breaches,
+            "platform_status": platform_status[:64],
+            "synced_at": utc(now),
+            "sync_lease_until": None,
+            "update_time": utc(now),
+        }
+        _check(values)
+        statement = update(tickets).where(tickets.c.id == id).values(values).returning(*tickets.c)
+        return await self._one(statement)
+
+    async def release_sync(self, ids: list[str]) -> None:
+        """Gives claimed tickets back early (the platform could not be asked this round)."""
+        if ids:
+            async with connect(self._engine) as connection:
+                await connection.execute(
+                    update(tickets).where(tickets.c.id.in_(ids)).values(sync_lease_until=None)
+                )
+
+    async def count_open(self) -> dict[tuple[str, str], int]:
+        """Open (CREATED, unresolved) tickets under an SLA policy, by (platform, sla_state)."""
+        statement = (
+            select(tickets.c.platform, tickets.c.sla_state, func.count())
+            .where(tickets.c.state == CREATED, tickets.c.resolved_at.is_(None), tickets.c.sla_state != "")
+            .group_by(tickets.c.platform, tickets.c.sla_state)
+        )
+        async with connect(self._engine) as connection:
+            rows = (await connection.execute(statement)).all()
+        return {(platform, state): count for platform, state, count in rows}
+
+
 def _check_page_size(page_size: int) -> None:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
@@ -444,13 +586,13 @@ def _list_statement(filters: TicketFilter, limit: int, after: Cursor | None) -> 
     return statement.order_by(tickets.c.create_time.desc(), tickets.c.id.desc()).limit(limit)
 
 
-def _settle(id: str, values: dict[str, Any]) -> Any:
-    return (
-        update(tickets)
-        .where(tickets.c.id == id, tickets.c.state == PENDING)
-        .values(values)
-        .returning(*tickets.c)
-    )
+def _settle(id: str, values: dict[str, Any], lease: datetime | None) -> Any:
+    condition = [tickets.c.id == id, tickets.c.state == PENDING]
+    if lease is not None:
+        # The lease a holder got from reserve/take_over is its fencing token: a holder that was
+        # taken over (its lease ran out) cannot settle the ticket under the new holder's feet.
+        condition.append(tickets.c.lease_until == utc(lease))
+    return update(tickets).where(*condition).values(values).returning(*tickets.c)
 
 
 def _check(values: Mapping[str, Any]) -> None:

@@ -55,6 +55,9 @@ def gateway_config(database_url: str, sandbox: RunningSandbox, mutate: Callable[
     raw["limits"]["shutdown_grace_seconds"] = 2
     # Tests fail fast: a short retry schedule, the same rules.
     raw["retry_policy"].update(initial_delay_seconds=0.01, max_delay_seconds=0.2)
+    # ...and a short budget, so an uncertain outcome is settled within a test's time.
+    raw["timeout"]["total_seconds"] = 4
+    raw["idempotency"]["pending_lease_seconds"] = 18
     if mutate:
         mutate(raw)
     raw, env = sandbox_config_overrides(raw, sandbox.servicenow_url, sandbox.jira_url)

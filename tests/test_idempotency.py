@@ -93,6 +93,51 @@ async def test_callers_deadline_then_a_repeat_finds_the_ticket(harness) -> None:
     assert await harness.records("servicenow") == 1
 
 
+async def test_an_immediate_repeat_after_a_deadline_never_sends_twice(harness) -> None:
+    """The platform may still be working on the request the deadline cut: the ticket stays
+    PENDING until the lease runs out, then the repeat looks the marker up before anything else."""
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 1500})
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "cut-short", summary="s"), timeout=0.7))
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    pending = await harness.tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(request_id="cut-short"))
+    assert pending.tickets[0].state == common_pb2.TICKET_STATE_PENDING
+    again = await harness.tickets.CreateTicket(create(SN, "cut-short", summary="s"))  # no sleep
+    assert again.ticket.state == common_pb2.TICKET_STATE_CREATED
+    assert await harness.records("servicenow") == 1
+
+
+async def test_a_cancelled_call_then_a_repeat_creates_one_ticket(harness) -> None:
+    await harness.sandbox_put("jira", "/_sandbox/faults", {"latency_ms": 1000})
+    call = harness.tickets.CreateTicket(create(JIRA, "cancelled", summary="s"))
+    await asyncio.sleep(0.4)
+    call.cancel()
+    await harness.sandbox_put("jira", "/_sandbox/faults", NO_FAULTS)
+    again = await harness.tickets.CreateTicket(create(JIRA, "cancelled", summary="s"))
+    assert again.ticket.state == common_pb2.TICKET_STATE_CREATED
+    assert await harness.records("jira") == 1
+
+
+async def test_nan_variables_and_control_characters_are_invalid(harness) -> None:
+    from google.protobuf import struct_pb2
+
+    variables = struct_pb2.Struct()
+    variables["title"] = float("nan")
+    nan = await rpc_error(
+        harness.tickets.CreateTicketFromTemplate(
+            ticket_service_pb2.CreateTicketFromTemplateRequest(
+                template_name="jira_ops_task", request_id="nan", variables=variables
+            )
+        )
+    )
+    assert nan.code() == grpc.StatusCode.INVALID_ARGUMENT
+    nul = await rpc_error(harness.tickets.CreateTicket(
+        ticket_service_pb2.CreateTicketRequest(platform=SN, request_id="nul", job_id="a\x00b", fields={"summary": "s"})
+    ))
+    assert nul.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = await rpc_error(harness.tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(job_id="a\x00b")))
+    assert listed.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_a_repeat_while_the_first_call_is_in_flight_waits_for_it(harness) -> None:
     await harness.sandbox_put("jira", "/_sandbox/faults", {"latency_ms": 800})
     first = asyncio.ensure_future(harness.tickets.CreateTicket(create(JIRA, "inflight", summary="s")))

@@ -101,6 +101,8 @@ class FakeServiceNow:
             await asyncio.sleep(5)
         if plan == "502":
             return web.Response(status=502, text="Bad Gateway")
+        if plan == "500":  # a business rule threw after the insert
+            return web.json_response(sn_error("Operation Failed", "Error during insert"), status=500)
         if plan == "html":
             return web.Response(status=201, text="<html>created</html>")
         return web.json_response({"result": record}, status=201)
@@ -233,6 +235,18 @@ async def test_ambiguous_create_adopts_the_committed_record(failure: str) -> Non
     lookup = sn.seen.matching("GET", TABLE)[0]
     assert lookup.query["sysparm_query"].startswith("correlation_id=m-drop")
     assert lookup.query["sysparm_limit"] == "1"
+
+
+async def test_500_after_commit_is_ambiguous_and_adopted() -> None:
+    """500 is not retryable by default, but to a POST it may mean "created, then failed"."""
+    sn = FakeServiceNow()
+    sn.create_plan = ["500"]
+    async with serve(sn.routes(), sn.seen) as base:
+        c = client(base)
+        ticket = await c.create(PAYLOAD, "m-500")
+        await c.close()
+    assert ticket.adopted and len(sn.records) == 1
+    assert sn.seen.count("POST", TABLE) == 1
 
 
 async def test_create_timeout_after_commit_adopts() -> None:

@@ -44,12 +44,24 @@ class Harness:
         async with aiohttp.ClientSession() as http, http.put(base + path, json=body) as response:
             assert response.status == 200, await response.text()
 
+    async def scrape(self) -> str:
+        """The gateway's /metrics text."""
+        url = f"http://127.0.0.1:{self.gateway.metrics_port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+            return await response.text()
+
     async def records(self, platform: str) -> int:
         stats = await self.sandbox_get(platform, "/_sandbox/stats")
         return int(stats["records"])
 
 
-def gateway_config(database_url: str, sandbox: RunningSandbox, mutate: Callable[[dict[str, Any]], None] | None):
+def gateway_config(
+    database_url: str,
+    sandbox: RunningSandbox,
+    mutate: Callable[[dict[str, Any]], None] | None,
+    env: dict[str, str] | None = None,
+):
     raw = json.loads(SHIPPED_CONFIG.read_text())
     raw["limits"]["shutdown_drain_seconds"] = 0
     raw["limits"]["shutdown_grace_seconds"] = 2
@@ -60,8 +72,8 @@ def gateway_config(database_url: str, sandbox: RunningSandbox, mutate: Callable[
     raw["idempotency"]["pending_lease_seconds"] = 18
     if mutate:
         mutate(raw)
-    raw, env = sandbox_config_overrides(raw, sandbox.servicenow_url, sandbox.jira_url)
-    return parse_config(raw, env)
+    raw, sandbox_env = sandbox_config_overrides(raw, sandbox.servicenow_url, sandbox.jira_url)
+    return parse_config(raw, {**sandbox_env, **(env or {})})
 
 
 @asynccontextmanager
@@ -71,11 +83,12 @@ async def running_gateway(
     tokens: TokenRegistry | None = None,
     mutate: Callable[[dict[str, Any]], None] | None = None,
     sandbox_config: SandboxConfig | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
     sandbox = await start_sandbox(sandbox_config or SandboxConfig(servicenow_port=0, jira_port=0))
     try:
         options = ServeOptions(
-            config=gateway_config(database_url, sandbox, mutate),
+            config=gateway_config(database_url, sandbox, mutate, env),
             database_url=database_url,
             bind="127.0.0.1",
             grpc_port=0,

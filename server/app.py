@@ -12,6 +12,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from clients.http import AttemptEvent
 from clients.platform import PlatformClient
 from clients.registry import build_client
 from itsm.v1 import (
@@ -25,6 +26,7 @@ from server.config import GatewayConfig
 from server.database import check_connection, create_engine, parse_url
 from server.grpc_metrics import GrpcMetricsInterceptor
 from server.interceptors import AuthInterceptor, ErrorInterceptor
+from server.logcontext import log_attempt
 from server.metrics import ItsmMetrics
 from server.metrics_http import MetricsEndpoint
 from server.periodic import Periodic
@@ -88,10 +90,13 @@ class Gateway:
         self._store = TicketStore(engine)
         await check_connection(engine)
         metrics = ItsmMetrics.from_config(config)
+
+        def on_attempt(event: AttemptEvent) -> None:
+            metrics.platform_attempt(event)
+            log_attempt(event)
+
         self._clients = {
-            name: build_client(
-                name, p.settings, config.retry_policy, config.timeout, on_attempt=metrics.platform_attempt
-            )
+            name: build_client(name, p.settings, config.retry_policy, config.timeout, on_attempt=on_attempt)
             for name, p in config.platforms.items()
             if p.enabled and p.settings is not None
         }

@@ -25,6 +25,7 @@ from clients.errors import ErrorKind, PlatformError
 from clients.platform import CreatedTicket, PlatformClient
 from server import errors
 from server.config import PLATFORMS, FieldRule, GatewayConfig, TemplateSpec
+from server.logcontext import annotate
 from server.metrics import ItsmMetrics, outcome_of
 from server.payload import build_payload
 from server.sla import ON_TRACK
@@ -170,10 +171,9 @@ class TicketPipeline:
                 platform, request_id, job_id, "", result.fields_with_defaults, fingerprint, caller, deadline
             )
         except BaseException as exc:
-            self.metrics.ticket_created(platform, outcome_of(exc), time.perf_counter() - started)
+            self._observe(platform, outcome_of(exc), started)
             raise
-        outcome = "created" if sent else "replayed"
-        self.metrics.ticket_created(platform, outcome, time.perf_counter() - started)
+        self._observe(platform, "created" if sent else "replayed", started, record)
         return record
 
     async def create_from_template(
@@ -208,11 +208,18 @@ class TicketPipeline:
                 deadline,
             )
         except BaseException as exc:
-            self.metrics.ticket_created(platform, outcome_of(exc), time.perf_counter() - started)
+            self._observe(platform, outcome_of(exc), started)
             raise
-        outcome = "created" if sent else "replayed"
-        self.metrics.ticket_created(platform, outcome, time.perf_counter() - started)
+        self._observe(platform, "created" if sent else "replayed", started, record)
         return record
+
+    def _observe(
+        self, platform: str, outcome: str, started: float, record: TicketRecord | None = None
+    ) -> None:
+        self.metrics.ticket_created(platform, outcome, time.perf_counter() - started)
+        annotate(platform=platform, outcome=outcome)
+        if record is not None:
+            annotate(ticket_id=record.id, attempts=record.attempts, state=record.state)
 
     def _check_ids(self, request_id: str, job_id: str) -> None:
         found = []
@@ -270,6 +277,7 @@ class TicketPipeline:
                 sla_state=ON_TRACK,
             )
         record, reserved = await self.store.reserve(candidate)
+        annotate(ticket_id=record.id)
         if reserved:
             return await self._send_tracked(_Work(record, deadline), look_up_first=False), True
         if record.payload_hash != fingerprint:

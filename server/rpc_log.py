@@ -19,6 +19,7 @@ from typing import Any, Final
 import grpc
 from grpc import aio
 
+from server import logcontext
 from server.auth import current_caller
 from server.grpc_metrics import CallProbe, observe
 
@@ -126,6 +127,7 @@ class _MethodLog:
             fields["caller"] = caller.name
         if request is not None:
             fields.update(request_fields(request))
+        logcontext.bind(fields)  # the pipeline adds ticket_id, platform, outcome, attempts
         return _CallLog(self, fields)
 
     def emit(self, code: grpc.StatusCode, seconds: float, fields: dict[str, Any]) -> None:

@@ -112,26 +112,35 @@ class ErrorInterceptor(aio.ServerInterceptor):
 
     def __init__(self, services: frozenset[str]) -> None:
         self._services = services
+        # method -> (handler as registered, its guarded wrapper): built once per method, not per
+        # call. Bounded by the methods of our services.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or not handler.unary_unary:
+        method = handler_call_details.method
+        if handler is None or not handler.unary_unary or service_of(method) not in self._services:
             return handler
-        if service_of(handler_call_details.method) not in self._services:
-            return handler
-        behavior = handler.unary_unary
+        cached = self._guarded.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._guarded[method] = (handler, _guard(handler))
+        return cached[1]
 
-        async def guarded(request: Any, context: aio.ServicerContext) -> Any:
-            try:
-                return await behavior(request, context)
-            except aio.AbortError:
-                raise
-            except Exception as exc:  # the one place errors are mapped
-                code, message, trailers = status_of(exc)
-                await context.abort(code, message, trailing_metadata=trailers)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded, handler.request_deserializer, handler.response_serializer
-        )
+def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    behavior = handler.unary_unary
+
+    async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # the one place errors are mapped
+            code, message, trailers = status_of(exc)
+            await context.abort(code, message, trailing_metadata=trailers)
+
+    return grpc.unary_unary_rpc_method_handler(
+        guarded, handler.request_deserializer, handler.response_serializer
+    )

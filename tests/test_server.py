@@ -120,3 +120,57 @@ async def test_stubs_work_over_a_plain_channel(harness) -> None:
             timeout=5,
         )
         assert reply.valid
+
+
+@pytest.fixture
+def certificate(tmp_path) -> tuple:
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_serve_with_tls(migrated_database_url: str, certificate: tuple) -> None:
+    from pathlib import Path
+
+    from clients.sandbox.config import SandboxConfig
+    from clients.sandbox.runner import start_sandbox
+    from server.app import Gateway, ServeOptions, TlsFiles
+    from tests.gateway import gateway_config
+
+    cert, key = certificate
+    sandbox = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0))
+    gateway = Gateway(
+        ServeOptions(
+            config=gateway_config(migrated_database_url, sandbox, None),
+            database_url=migrated_database_url,
+            bind="127.0.0.1",
+            grpc_port=0,
+            metrics_port=None,
+            tls=TlsFiles(Path(cert), Path(key)),
+        )
+    )
+    await gateway.start()
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{gateway.grpc_port}", credentials) as channel:
+            stub = ticket_service_pb2_grpc.TicketServiceStub(channel)
+            reply = await stub.ValidateTicket(
+                ticket_service_pb2.ValidateTicketRequest(platform=common_pb2.PLATFORM_JIRA, fields={"summary": "ok"})
+            )
+            assert reply.valid
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as plain:
+            refused = await rpc_error(
+                ticket_service_pb2_grpc.TicketServiceStub(plain).ValidateTicket(
+                    ticket_service_pb2.ValidateTicketRequest(platform=common_pb2.PLATFORM_JIRA), timeout=3
+                )
+            )
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await gateway.stop()
+        await sandbox.stop()

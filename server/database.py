@@ -7,19 +7,21 @@ URLs are rendered with the password hidden in every message.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, exc, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/itsm.db"
 SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 ACCEPTED = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host:5432/dbname"
+T = TypeVar("T")
 
 # Sized for the 2,000-RPC concurrency cap: no connection is held across a platform call, so a
 # request holds one for a single statement (~1 ms); 40 connections serve far more than the
@@ -32,6 +34,19 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _POOL_RECYCLE_SECONDS = 1800
 # Execution option: on SQLite, start the transaction with BEGIN IMMEDIATE. Ignored by PostgreSQL.
 SQLITE_BEGIN_IMMEDIATE = "itsm_sqlite_begin_immediate"
+# Execution option of run()'s SQLite connections: emit no BEGIN.
+_SQLITE_AUTOCOMMIT = "itsm_sqlite_autocommit"
+# run()'s connections run each statement in its own implicit transaction: no BEGIN/COMMIT round
+# trips. PostgreSQL: SQLAlchemy's AUTOCOMMIT, a flag on the asyncpg connection. SQLite: the driver's
+# own implicit transactions are off on every connection (see _sqlite_engine), so leaving out our
+# BEGIN is enough; SQLAlchemy's AUTOCOMMIT would switch the driver's isolation level on every
+# checkout and back (with a PRAGMA) on every checkin, each a hop to aiosqlite's thread. Set on each
+# connection: an engine.execution_options() engine would do it through an event hook, and an
+# engine with a hook dispatches events around every statement, which costs more than the flag.
+_AUTOCOMMIT: dict[str, dict[str, Any]] = {
+    "postgresql": {"isolation_level": "AUTOCOMMIT"},
+    "sqlite": {_SQLITE_AUTOCOMMIT: True},
+}
 
 
 class DatabaseError(Exception):
@@ -140,7 +155,7 @@ def _sqlite_engine(url: URL, pool: dict[str, Any], busy_timeout: float) -> Async
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         options = connection.get_execution_options()
-        if options.get("isolation_level") != "AUTOCOMMIT":
+        if options.get("isolation_level") != "AUTOCOMMIT" and not options.get(_SQLITE_AUTOCOMMIT):
             # IMMEDIATE takes the write lock up front (waiting on busy_timeout): for a transaction
             # that reads before it writes, such as a migration, which would otherwise fail.
             connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(SQLITE_BEGIN_IMMEDIATE) else "BEGIN")
@@ -161,14 +176,48 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise unavailable(engine.url, error) from error
     try:
         yield connection
-    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError) as error:
-        raise unavailable(engine.url, error) from error
-    except exc.DBAPIError as error:
-        if error.connection_invalidated:
+    except Exception as error:
+        if _lost(error):
             raise unavailable(engine.url, error) from error
         raise
     finally:
         await connection.close()
+
+
+async def run(engine: AsyncEngine, work: Callable[[Connection], T], *, autocommit: bool = True) -> T:
+    """work(connection) on a connection from engine's pool; errors as in connect().
+
+    Each statement commits on its own (no BEGIN/COMMIT round trips); autocommit=False gives a
+    plain connection, for work that opens its own transaction. Checkout, statements and checkin run
+    in one switch into SQLAlchemy's synchronous core, where an AsyncConnection switches once per
+    step (about 100 us of CPU per statement). work is synchronous code that runs statements and
+    reads their results (no Result outlives it); SQLAlchemy awaits the driver underneath.
+    """
+    return await greenlet_spawn(_run, engine.sync_engine, work, autocommit)
+
+
+def _run(engine: Engine, work: Callable[[Connection], T], autocommit: bool) -> T:
+    try:
+        connection = engine.connect()
+    except Exception as error:  # as in connect()
+        raise unavailable(engine.url, error) from error
+    try:
+        if autocommit:
+            connection.execution_options(**_AUTOCOMMIT[engine.dialect.name])
+        return work(connection)
+    except Exception as error:
+        if _lost(error):
+            raise unavailable(engine.url, error) from error
+        raise
+    finally:
+        connection.close()
+
+
+def _lost(error: Exception) -> bool:
+    """Whether error means the database went away (an outage), not that a statement is wrong."""
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
 
 async def check_connection(engine: AsyncEngine) -> None:

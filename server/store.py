@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -38,6 +39,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     func,
     literal,
     or_,
@@ -46,10 +48,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Insert, Update
 
-from server.database import connect
+from server.database import run
 
 PENDING = "PENDING"
 CREATED = "CREATED"
@@ -304,49 +308,117 @@ def decode_page_token(token: str, filters: TicketFilter) -> Cursor | None:
 _Records = list[TicketRecord]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlaUpdate:
+    """One SLA sync's findings for one ticket: the argument of record_sla_batch()."""
+
+    id: str
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    sla_state: str
+    sla_breaches: str
+    platform_status: str
+
+
+# The statements every request runs are built once, here. Building a statement and computing its
+# cache key costs more CPU than binding and running it; a statement object reused keeps its cache
+# key (memoised on the object), so SQLAlchemy finds it compiled and only binds the parameters.
+# Values arrive as bindparam()s named after their columns; keys of the WHERE clause are named
+# otherwise (SQLAlchemy reserves a SET column's name for its value).
+_TICKET_ID = "ticket_id"
+_FENCE = "fence"
+_BY_ID = select(tickets).where(tickets.c.id == bindparam(_TICKET_ID))
+_BY_REQUEST_ID = select(tickets).where(tickets.c.request_id == bindparam("by_request_id"))
+
+
+def _reserve_statement(dialect_insert: Any) -> Insert:
+    return (
+        dialect_insert(tickets)
+        .values({name: bindparam(name) for name in _RECORD_FIELDS})
+        .on_conflict_do_nothing(index_elements=["request_id"])
+    )
+
+
+_RESERVE = {"postgresql": _reserve_statement(postgresql.insert), "sqlite": _reserve_statement(sqlite.insert)}
+
+
+@functools.cache  # a handful of variants: (the columns of record_created/_failed/note_pending) x 2 x 2
+def _settle_statement(columns: tuple[str, ...], fenced: bool, returning: bool) -> Update:
+    condition = [tickets.c.id == bindparam(_TICKET_ID), tickets.c.state == PENDING]
+    if fenced:
+        # The lease a holder got from reserve/take_over is its fencing token: a holder that was
+        # taken over (its lease ran out) cannot settle the ticket under the new holder's feet.
+        condition.append(tickets.c.lease_until == bindparam(_FENCE))
+    statement = update(tickets).where(*condition).values({name: bindparam(name) for name in columns})
+    return statement.returning(*tickets.c) if returning else statement
+
+
+def _take_over_statement(expected_state: str) -> Update:
+    condition = [tickets.c.id == bindparam(_TICKET_ID), tickets.c.state == expected_state]
+    if expected_state == FAILED:
+        condition.append(tickets.c.error_kind.in_(sorted(TRANSIENT_KINDS)))
+    else:
+        condition.append(tickets.c.lease_until < bindparam("now"))
+    return (
+        update(tickets)
+        .where(*condition)
+        .values(state=PENDING, lease_until=bindparam("lease_until"), update_time=bindparam("update_time"))
+        .returning(*tickets.c)
+    )
+
+
+_TAKE_OVER = {state: _take_over_statement(state) for state in (FAILED, PENDING)}
+_SLA_COLUMNS = (
+    "acknowledged_at", "resolved_at", "sla_state", "sla_breaches", "platform_status", "synced_at",
+    "sync_lease_until", "update_time",
+)
+_RECORD_SLA = update(tickets).where(tickets.c.id == bindparam(_TICKET_ID)).values(
+    {name: bindparam(name) for name in _SLA_COLUMNS}
+)
+_RECORD_SLA_RETURNING = _RECORD_SLA.returning(*tickets.c)
+
+
 class TicketStore:
     def __init__(self, engine: AsyncEngine) -> None:
+        # Every call runs through server.database.run(): one statement per round trip, each in
+        # its own implicit transaction, no BEGIN/COMMIT.
         self.engine = engine
-        # One statement per round trip: no BEGIN/COMMIT around single statements.
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._reserve = _RESERVE[engine.dialect.name]
+        # A batch of SLA updates is one transaction either way. asyncpg sends an executemany as
+        # one pipelined implicit transaction, so PostgreSQL needs no BEGIN/COMMIT round trips;
+        # SQLite gets an explicit one, so the batch is one commit (one WAL sync), not one per row.
+        self._batch_in_transaction = engine.dialect.name == "sqlite"
 
     async def close(self) -> None:
         await self.engine.dispose()
 
     dispose = close
 
-    async def _one(self, statement: Any) -> TicketRecord | None:
-        async with connect(self._engine) as connection:
-            row = (await connection.execute(statement)).first()
+    async def _one(self, statement: Any, params: Mapping[str, Any]) -> TicketRecord | None:
+        row = await run(self.engine, lambda connection: connection.execute(statement, params).first())
         return None if row is None else _record(row)
 
-    async def _many(self, statement: Select[Any]) -> _Records:
-        async with connect(self._engine) as connection:
-            rows = (await connection.execute(statement)).all()
+    async def _many(self, statement: Any) -> _Records:
+        rows = await run(self.engine, lambda connection: connection.execute(statement).all())
         return [_record(row) for row in rows]
 
     async def reserve(self, record: TicketRecord) -> tuple[TicketRecord, bool]:
         """Insert record as PENDING under its request_id: (it, True); or (the existing row, False)."""
         if record.lease_until is None:
             raise ValueError("a reserved ticket needs lease_until")
-        values = {name: getattr(record, name) for name in _RECORD_FIELDS}
-        values["state"] = PENDING
+        stored = _as_stored(record)
+        values = {name: getattr(stored, name) for name in _RECORD_FIELDS}
         _check(values)
-        statement = (
-            self._insert(tickets)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(*tickets.c)
-        )
-        by_request_id = select(tickets).where(tickets.c.request_id == record.request_id)
-        async with connect(self._engine) as connection:
-            row = (await connection.execute(statement)).first()
-            if row is not None:
-                return _record(row), True
+
+        def insert_or_read(connection: Connection) -> Row[Any] | None:
+            # No RETURNING: an inserted row is exactly `stored`, and rowcount tells whether it was.
+            if connection.execute(self._reserve, values).rowcount == 1:
+                return None
             # Rows are never deleted, so the one that won the unique key is there to read.
-            existing = (await connection.execute(by_request_id)).one()
-        return _record(existing), False
+            return connection.execute(_BY_REQUEST_ID, {"by_request_id": record.request_id}).one()
+
+        existing = await run(self.engine, insert_or_read)
+        return (stored, True) if existing is None else (_record(existing), False)
 
     async def record_created(
         self,
@@ -358,9 +430,13 @@ class TicketStore:
         attempts: int,
         now: datetime,
         lease: datetime | None = None,
+        record: TicketRecord | None = None,
     ) -> TicketRecord | None:
         """PENDING -> CREATED. None when the ticket is not PENDING (someone else settled it), or
-        when `lease` is given and no longer the row's: another holder took the ticket over."""
+        when `lease` is given and no longer the row's: another holder took the ticket over.
+
+        `record`: the holder's copy of the row (what reserve/take_over returned with `lease`). Given
+        with its own lease as `lease`, the result is built from it instead of read back."""
         values = {
             "state": CREATED,
             "external_id": external_id,
@@ -373,7 +449,7 @@ class TicketStore:
             "update_time": utc(now),
         }
         _check(values)
-        return await self._one(_settle(id, values, lease))
+        return await self._settle(id, values, lease, record)
 
     async def record_failed(
         self,
@@ -384,11 +460,12 @@ class TicketStore:
         attempts: int,
         now: datetime,
         lease: datetime | None = None,
+        record: TicketRecord | None = None,
     ) -> TicketRecord | None:
         """PENDING -> FAILED. None when the ticket is not PENDING (someone else settled it).
 
         A kind in TRANSIENT_KINDS lets a repeat of the request_id retry (take_over); one in
-        PERMANENT_KINDS does not.
+        PERMANENT_KINDS does not. `lease` and `record` as in record_created.
         """
         if error_kind not in TRANSIENT_KINDS | PERMANENT_KINDS:
             raise ValueError(f"unknown error_kind {error_kind!r}")
@@ -401,7 +478,7 @@ class TicketStore:
             "update_time": utc(now),
         }
         _check(values)
-        return await self._one(_settle(id, values, lease))
+        return await self._settle(id, values, lease, record)
 
     async def note_pending(
         self,
@@ -412,11 +489,12 @@ class TicketStore:
         lease: datetime,
         lease_until: datetime,
         now: datetime,
+        record: TicketRecord | None = None,
     ) -> TicketRecord | None:
         """Keeps a PENDING ticket PENDING after an outcome that may have been applied (a timeout, a
         cut connection): records the error and moves the lease to lease_until, after which a repeat
         or the reconciler settles it through the correlation marker. Fenced by `lease` like the
-        record_* calls."""
+        record_* calls; `record` as in record_created."""
         values = {
             "last_error": error[:MAX_LAST_ERROR_CHARS],
             "attempts": attempts,
@@ -424,7 +502,25 @@ class TicketStore:
             "update_time": utc(now),
         }
         _check(values)
-        return await self._one(_settle(id, values, lease))
+        return await self._settle(id, values, lease, record)
+
+    async def _settle(
+        self, id: str, values: dict[str, Any], lease: datetime | None, record: TicketRecord | None
+    ) -> TicketRecord | None:
+        """One compare-and-set UPDATE of a PENDING ticket (fenced by lease when given)."""
+        if record is not None and record.id != id:
+            raise ValueError("record is not the ticket being settled")
+        params = {_TICKET_ID: id, **values}
+        if lease is not None:
+            params[_FENCE] = utc(lease)
+        columns = tuple(values)
+        # Only the fence makes the holder's copy the row as it stands: no one else writes a
+        # PENDING ticket while its lease is held, and this UPDATE sets every column that changes.
+        if record is None or lease is None or record.lease_until != lease:
+            return await self._one(_settle_statement(columns, lease is not None, True), params)
+        statement = _settle_statement(columns, True, False)
+        settled = await run(self.engine, lambda connection: connection.execute(statement, params).rowcount)
+        return dataclasses.replace(record, **values) if settled == 1 else None
 
     async def take_over(
         self, id: str, *, expected_state: str, lease_until: datetime, now: datetime
@@ -435,27 +531,20 @@ class TicketStore:
         and last_error kept). expected_state PENDING: the reconciler claims a ticket whose lease
         expired before now.
         """
-        now = utc(now)
-        condition = [tickets.c.id == id, tickets.c.state == expected_state]
-        if expected_state == FAILED:
-            condition.append(tickets.c.error_kind.in_(sorted(TRANSIENT_KINDS)))
-        elif expected_state == PENDING:
-            condition.append(tickets.c.lease_until < now)
-        else:
+        statement = _TAKE_OVER.get(expected_state)
+        if statement is None:
             raise ValueError(f"take_over expects state {PENDING} or {FAILED}, not {expected_state!r}")
-        statement = (
-            update(tickets)
-            .where(*condition)
-            .values(state=PENDING, lease_until=utc(lease_until), update_time=now)
-            .returning(*tickets.c)
-        )
-        return await self._one(statement)
+        now = utc(now)
+        params = {_TICKET_ID: id, "lease_until": utc(lease_until), "update_time": now}
+        if expected_state == PENDING:
+            params["now"] = now
+        return await self._one(statement, params)
 
     async def get(self, id: str) -> TicketRecord | None:
-        return await self._one(select(tickets).where(tickets.c.id == id))
+        return await self._one(_BY_ID, {_TICKET_ID: id})
 
     async def get_by_request_id(self, request_id: str) -> TicketRecord | None:
-        return await self._one(select(tickets).where(tickets.c.request_id == request_id))
+        return await self._one(_BY_REQUEST_ID, {"by_request_id": request_id})
 
     async def list(self, filters: TicketFilter, page_size: int, after: Cursor | None = None) -> _Records:
         """Up to page_size records in (create_time DESC, id DESC) order, strictly after `after`."""
@@ -484,7 +573,6 @@ class TicketStore:
             .limit(limit)
         )
         return await self._many(statement)
-
 
     async def claim_open(
         self, platform: str, *, now: datetime, lease_until: datetime, limit: int
@@ -518,9 +606,7 @@ class TicketStore:
             .values(sync_lease_until=utc(lease_until))
             .returning(*tickets.c)
         )
-        async with connect(self._engine) as connection:
-            rows = (await connection.execute(statement)).all()
-        return [_record(row) for row in rows]
+        return await self._many(statement)
 
     async def record_sla(
         self,
@@ -533,28 +619,37 @@ class TicketStore:
         platform_status: str,
         now: datetime,
     ) -> TicketRecord | None:
-        """Stores one sync's findings and releases the sync lease."""
-        values = {
-            "acknowledged_at": None if acknowledged_at is None else utc(acknowledged_at),
-            "resolved_at": None if resolved_at is None else utc(resolved_at),
-            "sla_state": sla_state,
-            "sla_breaches": sla_breaches,
-            "platform_status": platform_status[:64],
-            "synced_at": utc(now),
-            "sync_lease_until": None,
-            "update_time": utc(now),
-        }
-        _check(values)
-        statement = update(tickets).where(tickets.c.id == id).values(values).returning(*tickets.c)
-        return await self._one(statement)
+        """Stores one sync's findings and releases the sync lease (record_sla_batch for many)."""
+        update_ = SlaUpdate(
+            id=id,
+            acknowledged_at=acknowledged_at,
+            resolved_at=resolved_at,
+            sla_state=sla_state,
+            sla_breaches=sla_breaches,
+            platform_status=platform_status,
+        )
+        return await self._one(_RECORD_SLA_RETURNING, _sla_params(update_, utc(now)))
+
+    async def record_sla_batch(self, updates: list[SlaUpdate], *, now: datetime) -> None:
+        """Stores one sync round's findings for many tickets and releases their sync leases: one
+        executemany, one round trip and one transaction for the whole batch."""
+        if not updates:
+            return
+        now = utc(now)
+        # Rows in id order: two gateways writing overlapping batches lock them in the same order.
+        params = [_sla_params(u, now) for u in sorted(updates, key=lambda u: u.id)]
+
+        def write(connection: Connection) -> None:
+            with connection.begin():  # under autocommit, a BEGIN and COMMIT that stay in Python
+                connection.execute(_RECORD_SLA, params)
+
+        await run(self.engine, write, autocommit=not self._batch_in_transaction)
 
     async def release_sync(self, ids: list[str]) -> None:
         """Gives claimed tickets back early (the platform could not be asked this round)."""
         if ids:
-            async with connect(self._engine) as connection:
-                await connection.execute(
-                    update(tickets).where(tickets.c.id.in_(ids)).values(sync_lease_until=None)
-                )
+            statement = update(tickets).where(tickets.c.id.in_(ids)).values(sync_lease_until=None)
+            await run(self.engine, lambda connection: connection.execute(statement))
 
     async def count_open(self) -> dict[tuple[str, str], int]:
         """Open (CREATED, unresolved) tickets under an SLA policy, by (platform, sla_state)."""
@@ -563,8 +658,7 @@ class TicketStore:
             .where(tickets.c.state == CREATED, tickets.c.resolved_at.is_(None), tickets.c.sla_state != "")
             .group_by(tickets.c.platform, tickets.c.sla_state)
         )
-        async with connect(self._engine) as connection:
-            rows = (await connection.execute(statement)).all()
+        rows = await run(self.engine, lambda connection: connection.execute(statement).all())
         return {(platform, state): count for platform, state, count in rows}
 
 
@@ -586,13 +680,31 @@ def _list_statement(filters: TicketFilter, limit: int, after: Cursor | None) -> 
     return statement.order_by(tickets.c.create_time.desc(), tickets.c.id.desc()).limit(limit)
 
 
-def _settle(id: str, values: dict[str, Any], lease: datetime | None) -> Any:
-    condition = [tickets.c.id == id, tickets.c.state == PENDING]
-    if lease is not None:
-        # The lease a holder got from reserve/take_over is its fencing token: a holder that was
-        # taken over (its lease ran out) cannot settle the ticket under the new holder's feet.
-        condition.append(tickets.c.lease_until == utc(lease))
-    return update(tickets).where(*condition).values(values).returning(*tickets.c)
+def _sla_params(update_: SlaUpdate, now: datetime) -> dict[str, Any]:
+    values = {
+        _TICKET_ID: update_.id,
+        "acknowledged_at": None if update_.acknowledged_at is None else utc(update_.acknowledged_at),
+        "resolved_at": None if update_.resolved_at is None else utc(update_.resolved_at),
+        "sla_state": update_.sla_state,
+        "sla_breaches": update_.sla_breaches,
+        "platform_status": update_.platform_status[:64],
+        "synced_at": now,
+        "sync_lease_until": None,
+        "update_time": now,
+    }
+    _check(values)
+    return values
+
+
+_TIMES = tuple(c.name for c in tickets.c if isinstance(c.type, UtcDateTime))
+
+
+def _as_stored(record: TicketRecord) -> TicketRecord:
+    """record as a PENDING row, exactly as reading it back would give it: times in UTC, fields in
+    the key order of their JSON."""
+    times = {name: utc(value) for name in _TIMES if (value := getattr(record, name)) is not None}
+    fields = dict(sorted(record.fields.items()))
+    return dataclasses.replace(record, state=PENDING, fields=fields, **times)
 
 
 def _check(values: Mapping[str, Any]) -> None:

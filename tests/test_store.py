@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError
 
 from server.database import (
     DEFAULT_DATABASE_URL,
@@ -26,11 +28,13 @@ from server.store import (
     TRANSIENT,
     Cursor,
     InvalidPageToken,
+    SlaUpdate,
     TicketFilter,
     TicketRecord,
     TicketStore,
     decode_page_token,
     encode_page_token,
+    tickets,
 )
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -104,6 +108,39 @@ async def test_concurrent_reserves_of_one_request_id_have_one_winner(store: Tick
     assert len(winners) == 1
     assert {record.id for record, _ in results} == {winners[0].id}
     assert len(await store.list(TicketFilter(), 100)) == 1
+
+
+async def test_reserve_returns_the_row_as_stored(store: TicketStore) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    record = new_record("req-1", now=NOW.astimezone(india))
+
+    reserved, _ = await store.reserve(record)
+
+    # Built from the argument, not read back: the same values, zones (UTC) and key order.
+    assert repr(reserved) == repr(await store.get(record.id))
+    assert reserved.create_time.tzinfo is UTC
+
+
+async def test_a_taken_id_is_a_statement_error_not_an_outage(store: TicketStore) -> None:
+    record = await reserve(store, "req-1")
+    with pytest.raises(IntegrityError):
+        await store.reserve(replace(new_record("req-2"), id=record.id))
+    assert await store.get_by_request_id("req-2") is None
+
+
+async def test_every_write_is_committed_when_the_call_returns(
+    store: TicketStore, migrated_database_url: str
+) -> None:
+    record = await reserve(store, "req-1")
+    created = await store.record_created(
+        record.id, external_id="1", external_key="K-1", url="u", attempts=1, now=NOW,
+        lease=record.lease_until, record=record,
+    )
+    other = TicketStore(create_engine(migrated_database_url))  # its own pool: another session
+    try:
+        assert await other.get(record.id) == created
+    finally:
+        await other.close()
 
 
 async def test_get_unknown_is_none(store: TicketStore) -> None:
@@ -192,6 +229,74 @@ async def test_a_failed_ticket_is_not_recorded_again(store: TicketStore) -> None
 
 
 # ---------------------------------------------------------------------------------------------
+# settling with the holder's copy (record=, fenced by its lease)
+
+
+async def settle(store: TicketStore, how: str, holder: TicketRecord, **kwargs: object) -> TicketRecord | None:
+    later = NOW + timedelta(seconds=3)
+    if how == "created":
+        return await store.record_created(
+            holder.id, external_id="sys1", external_key="INC1", url="u", attempts=2, now=later, **kwargs
+        )
+    if how == "failed":
+        return await store.record_failed(
+            holder.id, error="e" * 3000, error_kind=TRANSIENT, attempts=2, now=later, **kwargs
+        )
+    return await store.note_pending(
+        holder.id, error="timed out", attempts=2, lease_until=later + LEASE, now=later, **kwargs
+    )
+
+
+@pytest.mark.parametrize("how", ["created", "failed", "pending"])
+async def test_a_settle_built_from_the_holders_copy_is_the_stored_row(store: TicketStore, how: str) -> None:
+    record = await reserve(store, "req-1")
+
+    result = await settle(store, how, record, lease=record.lease_until, record=record)
+
+    assert result is not None
+    assert repr(result) == repr(await store.get(record.id))
+
+
+@pytest.mark.parametrize("how", ["created", "failed", "pending"])
+async def test_a_holder_that_was_taken_over_settles_nothing(store: TicketStore, how: str) -> None:
+    record = await reserve(store, "req-1")
+    assert record.lease_until is not None
+    now = record.lease_until + timedelta(seconds=1)
+    taken = await store.take_over(record.id, expected_state=PENDING, lease_until=now + LEASE, now=now)
+    assert taken is not None
+
+    assert await settle(store, how, record, lease=record.lease_until, record=record) is None
+    assert await store.get(record.id) == taken
+
+    settled = await settle(store, how, taken, lease=taken.lease_until, record=taken)
+    assert settled is not None and settled == await store.get(record.id)
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+async def test_a_copy_is_trusted_only_with_its_own_lease_as_the_fence(store: TicketStore, fenced: bool) -> None:
+    record = await reserve(store, "req-1")
+    async with store.engine.begin() as connection:  # a write the copy does not know about
+        await connection.execute(update(tickets).where(tickets.c.id == record.id).values(template_name="edited"))
+    # Unfenced, or fenced by a lease that is not the copy's: the row is read back.
+    kwargs = {"lease": record.lease_until, "record": replace(record, lease_until=NOW)} if fenced else {"record": record}
+
+    created = await settle(store, "created", record, **kwargs)
+
+    assert created is not None and created.template_name == "edited"
+    assert repr(created) == repr(await store.get(record.id))
+
+
+async def test_a_copy_of_another_ticket_is_refused(store: TicketStore) -> None:
+    a = await reserve(store, "a")
+    b = await reserve(store, "b")
+    with pytest.raises(ValueError, match="record"):
+        await store.record_created(
+            a.id, external_id="1", external_key="K", url="", attempts=1, now=NOW, lease=a.lease_until, record=b
+        )
+    assert await store.get(a.id) == a
+
+
+# ---------------------------------------------------------------------------------------------
 # take_over
 
 
@@ -267,6 +372,79 @@ async def test_expired_pending_finds_only_abandoned_work(store: TicketStore) -> 
     assert [r.id for r in await store.expired_pending(now, 1)] == [oldest.id]
     with pytest.raises(ValueError):
         await store.expired_pending(now, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# SLA sync writes
+
+
+async def open_tickets(store: TicketStore, count: int) -> list[TicketRecord]:
+    """CREATED tickets under an SLA policy, as the pipeline leaves them."""
+    created = []
+    for i in range(count):
+        record, _ = await store.reserve(replace(new_record(f"sla-{i}"), priority="2", sla_state="ON_TRACK"))
+        settled = await store.record_created(
+            record.id, external_id=str(i), external_key=f"K-{i}", url="", attempts=1, now=NOW,
+            lease=record.lease_until, record=record,
+        )
+        assert settled is not None
+        created.append(settled)
+    return created
+
+
+async def test_record_sla_batch_stores_each_finding_and_releases_its_claim(store: TicketStore) -> None:
+    first, second, third = await open_tickets(store, 3)
+    later = NOW + timedelta(minutes=1)
+    claimed = await store.claim_open("servicenow", now=later, lease_until=later + LEASE, limit=10)
+    assert {r.id for r in claimed} == {first.id, second.id, third.id}
+
+    await store.record_sla_batch(
+        [
+            SlaUpdate(id=second.id, acknowledged_at=None, resolved_at=None, sla_state="BREACHED",
+                      sla_breaches="response", platform_status="x" * 100),
+            SlaUpdate(id=first.id, acknowledged_at=later, resolved_at=later, sla_state="MET",
+                      sla_breaches="", platform_status="Resolved"),
+        ],
+        now=later,
+    )
+
+    met, breached, untouched = [await store.get(r.id) for r in (first, second, third)]
+    assert met is not None and breached is not None and untouched is not None
+    assert (met.sla_state, met.acknowledged_at, met.resolved_at, met.platform_status) == ("MET", later, later, "Resolved")
+    assert (breached.sla_state, breached.sla_breaches, breached.platform_status) == ("BREACHED", "response", "x" * 64)
+    for synced in (met, breached):
+        assert (synced.synced_at, synced.update_time, synced.sync_lease_until) == (later, later, None)
+    assert (untouched.synced_at, untouched.sync_lease_until) == (None, later + LEASE)
+    # Released, and still open: claimable again. Resolved: no longer polled.
+    again = await store.claim_open("servicenow", now=later, lease_until=later + LEASE, limit=10)
+    assert [r.id for r in again] == [second.id]
+
+
+async def test_record_sla_batch_checks_every_finding_before_writing_any(store: TicketStore) -> None:
+    first, second = await open_tickets(store, 2)
+    findings = [
+        SlaUpdate(id=first.id, acknowledged_at=None, resolved_at=None, sla_state="AT_RISK", sla_breaches="",
+                  platform_status=""),
+        SlaUpdate(id=second.id, acknowledged_at=None, resolved_at=None, sla_state="AT_RISK",
+                  sla_breaches="b" * 33, platform_status=""),
+    ]
+    with pytest.raises(ValueError, match="sla_breaches"):
+        await store.record_sla_batch(findings, now=NOW)
+    assert await store.get(first.id) == first
+    await store.record_sla_batch([], now=NOW)  # nothing to write
+
+
+async def test_record_sla_returns_the_updated_row(store: TicketStore) -> None:
+    (ticket,) = await open_tickets(store, 1)
+    later = NOW + timedelta(minutes=1)
+
+    updated = await store.record_sla(
+        ticket.id, acknowledged_at=later, resolved_at=None, sla_state="ON_TRACK", sla_breaches="",
+        platform_status="In Progress", now=later,
+    )
+
+    assert updated is not None and updated == await store.get(ticket.id)
+    assert (updated.acknowledged_at, updated.platform_status, updated.synced_at) == (later, "In Progress", later)
 
 
 # ---------------------------------------------------------------------------------------------

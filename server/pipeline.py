@@ -388,6 +388,7 @@ class TicketPipeline:
             attempts=record.attempts + created.retry.attempts,
             now=_now(),
             lease=record.lease_until,
+            record=record,
         )
         return stored or (await self.store.get(record.id)) or record
 
@@ -403,6 +404,7 @@ class TicketPipeline:
                 error=message,
                 attempts=attempts,
                 lease=record.lease_until,
+                record=record,
                 lease_until=_now() + timedelta(seconds=self.config.timeout.total),
                 now=_now(),
             )
@@ -414,6 +416,7 @@ class TicketPipeline:
             attempts=attempts,
             now=_now(),
             lease=record.lease_until,
+            record=record,
         )
 
     def _translate(self, record: TicketRecord, exc: PlatformError, uncertain: bool) -> errors.GatewayError:

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import pytest
 
-from server.config import GatewayConfig, load_config
 from server.payload import build_payload
 from server.validation import validate
-
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
-DUMMY_ENV = {
-    "SERVICENOW_USERNAME": "user",
-    "SERVICENOW_PASSWORD": "secret",
-    "JIRA_EMAIL": "ops@example.com",
-    "JIRA_API_TOKEN": "token",
-}
-
-
-@functools.cache
-def config() -> GatewayConfig:
-    return load_config(CONFIG_PATH, env=DUMMY_ENV)
+from tests.shipped import config
 
 
 def payload_for(platform: str, fields: dict[str, str]) -> dict[str, object]:

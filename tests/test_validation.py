@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, FieldRule, GatewayConfig, ServerLimits, load_config
+from server.config import ConfigError, FieldRule, ServerLimits, load_config
 from server.validation import (
     LIST_ITEMS_CAP,
     Reason,
@@ -20,19 +19,7 @@ from server.validation import (
     split_list,
     validate,
 )
-
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
-DUMMY_ENV = {
-    "SERVICENOW_USERNAME": "user",
-    "SERVICENOW_PASSWORD": "secret",
-    "JIRA_EMAIL": "ops@example.com",
-    "JIRA_API_TOKEN": "token",
-}
-
-
-@functools.cache
-def config() -> GatewayConfig:
-    return load_config(CONFIG_PATH, env=DUMMY_ENV)
+from tests.shipped import CONFIG_PATH, DUMMY_ENV, config
 
 
 def check(platform: str, fields: dict[str, str]) -> ValidationResult:

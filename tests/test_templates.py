@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.config import ConfigError, GatewayConfig, ServerLimits, TemplateSpec, load_config
+from server.config import ConfigError, ServerLimits, TemplateSpec, load_config
 from server.payload import build_payload
 from server.templates import (
     CompiledTemplate,
@@ -26,21 +25,10 @@ from server.templates import (
     render_and_validate,
 )
 from server.validation import Reason, Violation, validate
+from tests.shipped import CONFIG_PATH, DUMMY_ENV, config
 
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
-DUMMY_ENV = {
-    "SERVICENOW_USERNAME": "user",
-    "SERVICENOW_PASSWORD": "secret",
-    "JIRA_EMAIL": "ops@example.com",
-    "JIRA_API_TOKEN": "token",
-}
 JOB = JobContext(id="job-42", time=datetime(2024, 5, 1, 12, 30, 5, 999_999, tzinfo=UTC))
 LIMITS = ServerLimits()
-
-
-@functools.cache
-def config() -> GatewayConfig:
-    return load_config(CONFIG_PATH, env=DUMMY_ENV)
 
 
 def make(fields: dict[str, str], required: tuple[str, ...] = (), name: str = "t") -> CompiledTemplate:

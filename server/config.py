@@ -289,7 +289,7 @@ def parse_config(raw: Any, env: Mapping[str, str]) -> GatewayConfig:
     _check_lease(config)
     root.get("$schema", _str, "")  # editors may point at a schema; harmless
     root.done()
-    return _replace_templates(config, templates)
+    return replace(config, templates=templates)
 
 
 def _check_lease(config: GatewayConfig) -> None:
@@ -301,12 +301,6 @@ def _check_lease(config: GatewayConfig) -> None:
             "idempotency.pending_lease_seconds",
             f"must be at least {needed:g} (twice timeout.total_seconds, plus 10)",
         )
-
-
-def _replace_templates(config: GatewayConfig, templates: dict[str, TemplateSpec]) -> GatewayConfig:
-    from dataclasses import replace
-
-    return replace(config, templates=templates)
 
 
 def _retry_policy(obj: _Obj) -> RetryPolicy:

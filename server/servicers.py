@@ -99,16 +99,15 @@ def ticket_to_proto(record: TicketRecord) -> ticket_pb2.Ticket:
 
 
 def _fill_sla(sla: common_pb2.Sla, record: TicketRecord) -> None:
-    state = getattr(record, "sla_state", "") or ""
-    sla.state = _SLA_TO_PROTO.get(state, common_pb2.SLA_STATE_UNSPECIFIED)
-    sla.priority = getattr(record, "priority", "") or ""
-    for attr, field in (
-        ("response_due", "response_due_time"),
-        ("resolution_due", "resolution_due_time"),
-        ("acknowledged_at", "acknowledged_time"),
-        ("resolved_at", "resolved_time"),
+    sla.state = _SLA_TO_PROTO.get(record.sla_state, common_pb2.SLA_STATE_UNSPECIFIED)
+    sla.priority = record.priority
+    for value, field in (
+        (record.response_due, "response_due_time"),
+        (record.resolution_due, "resolution_due_time"),
+        (record.acknowledged_at, "acknowledged_time"),
+        (record.resolved_at, "resolved_time"),
     ):
-        ts = _timestamp(getattr(record, attr, None))
+        ts = _timestamp(value)
         if ts is not None:
             getattr(sla, field).CopyFrom(ts)
 

@@ -135,6 +135,10 @@ class Gateway:
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                 ("grpc.max_send_message_length", limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                # Behind a Kubernetes Service (which balances connections, not calls), a bounded
+                # connection age makes callers reconnect and spread over new replicas.
+                ("grpc.max_connection_age_ms", int(limits.max_connection_age_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(limits.shutdown_grace_seconds * 1000)),
             ],
         )
         ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(TicketServicer(pipeline), server)

@@ -22,6 +22,7 @@ from server.auth import TokenRegistry, TokensFileError
 from server.config import ConfigError, GatewayConfig, load_config, parse_config
 from server.database import DEFAULT_DATABASE_URL, DatabaseError
 from server.devmode import dev_banner, sandbox_config_overrides
+from server.healthcheck import DEFAULT_ADDRESS, HealthProbe, check
 from server.logs import configure_logging
 from server.migrate import migrate, schema_status
 
@@ -125,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("path", nargs="?", help="file to check (default: as serve would use)")
+
+    probe = commands.add_parser("health", help="gRPC health check of a running gateway (exit 0: SERVING)")
+    probe.add_argument("--address", default=DEFAULT_ADDRESS, help="HOST:PORT (default %(default)s)")
+    probe.add_argument("--service", default="", help="service name to check (default: the whole server)")
+    probe.add_argument("--timeout", type=float, default=3.0, help="seconds (default %(default)s)")
+    probe.add_argument("--tls", action="store_true", help="connect over TLS")
+    probe.add_argument("--tls-ca", type=Path, help="PEM CA (or self-signed cert) to trust")
+    probe.add_argument("--tls-server-name", help="name the server certificate carries, if not the host")
     return parser
 
 
@@ -147,6 +156,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{path}: OK ({', '.join(config.enabled_platforms())} enabled, "
               f"{len(config.templates)} templates)")
         return 0
+    if args.command == "health":
+        serving, seen = check(
+            HealthProbe(args.address, args.service, args.timeout, args.tls or bool(args.tls_ca),
+                        args.tls_ca, args.tls_server_name)
+        )
+        print(f"itsm-gateway health: {seen}", file=sys.stderr)
+        return 0 if serving else 1
     if args.command == "migrate":
         return asyncio.run(_migrate(args.database_url or DEFAULT_DATABASE_URL))
     if args.command == "sandbox":

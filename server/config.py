@@ -101,6 +101,7 @@ class ServerLimits:
     max_variables_bytes: int = 64 * 1024
     shutdown_drain_seconds: float = 1.0
     shutdown_grace_seconds: float = 10.0
+    max_connection_age_seconds: float = 300.0  # callers reconnect, so new replicas get their share
 
 
 @dataclass(frozen=True)
@@ -590,6 +591,9 @@ def _limits(obj: _Obj) -> ServerLimits:
         ),
         shutdown_grace_seconds=obj.get(
             "shutdown_grace_seconds", _positive, d.shutdown_grace_seconds
+        ),
+        max_connection_age_seconds=obj.get(
+            "max_connection_age_seconds", _positive, d.max_connection_age_seconds
         ),
     )
     obj.done()

@@ -142,3 +142,28 @@ def test_bad_ports_are_usage_errors(tmp_path: Path, flag: str) -> None:
     code, err = run("serve", flag, cwd=tmp_path)
     assert code == 2
     assert "Traceback" not in err
+
+
+def test_health_command_says_serving_then_refuses_when_nothing_listens(tmp_path: Path) -> None:
+    port, metrics = free_port(), free_port()
+    process = gateway(
+        "serve", "--allow-unauthenticated", "--config", str(SHIPPED_CONFIG), "--grpc-port", str(port),
+        "--metrics-port", str(metrics), "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'g.db'}",
+        cwd=tmp_path,
+    )
+    try:
+        wait_serving(port, process)
+        code, err = run("health", "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert code == 0, err
+        assert "SERVING" in err
+        code, err = run("health", "--address", f"127.0.0.1:{port}", "--service", "itsm.v1.TicketService", cwd=tmp_path)
+        assert code == 0, err
+        code, err = run("health", "--address", f"127.0.0.1:{port}", "--service", "no.such.Service", cwd=tmp_path)
+        assert code == 1 and "NOT_FOUND" in err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    code, err = run("health", "--address", f"127.0.0.1:{port}", "--timeout", "1", cwd=tmp_path)
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "UNAVAILABLE" in err or "DEADLINE_EXCEEDED" in err

@@ -39,6 +39,11 @@ from server.store import TicketStore
 
 log = logging.getLogger("itsm.server")
 
+# Health service name for liveness probes: SERVING from start-up until the process exits, drain
+# included (a liveness probe failing during a drain would kill the pod mid-drain). Readiness probes
+# check "" (the whole server), which goes NOT_SERVING when the drain starts.
+LIVENESS_SERVICE = "liveness"
+
 SERVICE_NAMES = (
     ticket_service_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
     template_service_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
@@ -119,6 +124,7 @@ class Gateway:
                 raise StartupError(str(exc)) from None
         self._reconciler.start()
         self.sla_sync.start()
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
 
     def _build_server(self, pipeline: TicketPipeline) -> aio.Server:
@@ -176,7 +182,8 @@ class Gateway:
         """Health goes NOT_SERVING, a short drain for load balancers, background work stops, in-flight
         calls finish (up to the grace period), their final writes land, then everything closes."""
         limits = self.options.config.limits
-        await self._health.enter_graceful_shutdown()
+        # Not enter_graceful_shutdown(): that would take liveness down too.
+        await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             await asyncio.sleep(limits.shutdown_drain_seconds)
         if self._reconciler is not None:

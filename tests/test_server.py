@@ -56,6 +56,9 @@ async def test_health_goes_not_serving_on_shutdown(migrated_database_url: str) -
         stopping = asyncio.create_task(h.gateway.stop())
         second = await watch.read()
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Liveness stays up through the drain: a failing liveness probe would kill the pod mid-drain.
+        alive = await h.health.Check(health_pb2.HealthCheckRequest(service="liveness"))
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
         await stopping
 
 

@@ -1,6 +1,7 @@
-"""The one error type every platform client raises, and the parsers for the platforms' error bodies.
+"""The one error type every platform client raises, and helpers for parsing error bodies.
 
-The pipeline maps ErrorKind to a gRPC status; it never looks at HTTP codes itself.
+Each platform module parses its own error format into an ErrorDetail. The service maps ErrorKind to
+its outcome; it never looks at HTTP codes itself.
 """
 
 from __future__ import annotations
@@ -134,62 +135,19 @@ class ErrorDetail:
     from_platform: bool = False  # the body is in the platform's own error format
 
 
-_MANDATORY = re.compile(r"following fields are mandatory:\s*(?P<fields>.+)", re.IGNORECASE)
-
-
-def parse_servicenow_error(status: int, data: Any, text: str) -> ErrorDetail:
-    """{"error": {"message", "detail"}, "status": "failure"}; the OAuth endpoint uses
-    {"error": "<code>", "error_description": "..."}."""
-    kind = kind_for_status(status)
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        message = _str(err.get("message"))
-        detail = _str(err.get("detail"))
-        full = f"{message}: {detail}" if message and detail and detail != message else message
-        full = full or detail
-        fields: dict[str, str] = {}
-        mandatory = _MANDATORY.search(detail) or _MANDATORY.search(message)
-        if status == 403 and mandatory:
-            # A data policy, not an ACL: the ticket lacks fields, the credentials are fine.
-            kind = ErrorKind.PAYLOAD_REJECTED
-            # The instance names fields by label ("Resolution code"), so split on commas only.
-            for name in mandatory.group("fields").strip().rstrip(".").split(","):
-                if name.strip():
-                    fields[name.strip()] = "mandatory"
-        return ErrorDetail(full or _reason(status), kind, fields, from_platform=True)
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        message = _str(data.get("error_description")) or data["error"]
-        return ErrorDetail(message, kind, from_platform=True)
-    return ErrorDetail(_plain(text) or _reason(status), kind)
-
-
-def parse_jira_error(status: int, data: Any, text: str) -> ErrorDetail:
-    """{"errorMessages": [...], "errors": {"field": "message"}}; Cloud's 401 may be plain text."""
-    kind = kind_for_status(status)
-    if isinstance(data, dict) and ("errorMessages" in data or "errors" in data):
-        messages = [_str(m) for m in data.get("errorMessages") or [] if _str(m)]
-        errors = data.get("errors") or {}
-        fields = {str(k): _str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
-        message = "; ".join(messages) or ("invalid fields" if fields else _reason(status))
-        return ErrorDetail(message, kind, fields, from_platform=True)
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return ErrorDetail(data["message"], kind, from_platform=True)
-    return ErrorDetail(_plain(text) or _reason(status), kind)
-
-
-def _str(value: Any) -> str:
+def text_of(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str) -> str:
     """A plain-text or HTML body reduced to one short line."""
     stripped = re.sub(r"<[^>]+>", " ", text)
     return " ".join(stripped.split())[:200]
 
 
-def _reason(status: int) -> str:
+def status_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:

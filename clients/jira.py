@@ -1,4 +1,9 @@
-"""Jira REST client: v2 (Data Center / Server) and v3 (Cloud, Atlassian Document Format)."""
+"""Jira: the REST client (v2 Data Center / Server, v3 Cloud with Atlassian Document Format), its
+settings and its PlatformSpec.
+
+Everything the gateway knows about Jira lives here: its configuration block, its error format, how it
+names fields in errors (fields.summary -> summary) and where a ticket's priority comes from.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,28 @@ import asyncio
 import copy
 import logging
 import re
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from clients.adf import is_adf, text_to_adf
 from clients.auth import StaticAuth
-from clients.errors import ErrorKind, PlatformError, parse_jira_error
+from clients.config_reader import ConfigError, ConfigObject, credentials_block, integer, string
+from clients.errors import (
+    ErrorDetail,
+    ErrorKind,
+    PlatformError,
+    kind_for_status,
+    plain_text,
+    status_phrase,
+    text_of,
+)
 from clients.http import Adopted, AttemptHook, Call, HttpTransport, Request
 from clients.marker import check_identifier, check_marker
-from clients.platform import CreatedTicket, Reply, TicketStatus
+from clients.platform import CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
 from clients.retry import MIN_ATTEMPT_SECONDS
-from clients.settings import JiraSettings, RetryPolicy, TimeoutConfig
+from clients.settings import Credentials, HttpSettings, RetryPolicy, TimeoutConfig, read_http
 
 PLATFORM = "jira"
 log = logging.getLogger("clients.jira")
@@ -31,6 +46,28 @@ _TEXTAREA_SCHEMA = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
 # Search lags indexing: a just-created issue can be missing for a moment. After an ambiguous
 # create these re-queries (seconds apart, 2.5 s in all) cover that window before a resend.
 DEFAULT_SEARCH_RECHECKS: tuple[float, ...] = (0.3, 0.7, 1.5)
+
+
+@dataclass(frozen=True)
+class JiraSettings:
+    http: HttpSettings
+    credentials: Credentials  # basic (email + API token) or bearer (PAT)
+    api_version: Literal[2, 3] = 2
+    default_project: str = "OPS"
+
+
+def parse_jira_error(status: int, data: Any, text: str) -> ErrorDetail:
+    """{"errorMessages": [...], "errors": {"field": "message"}}; Cloud's 401 may be plain text."""
+    kind = kind_for_status(status)
+    if isinstance(data, dict) and ("errorMessages" in data or "errors" in data):
+        messages = [text_of(m) for m in data.get("errorMessages") or [] if text_of(m)]
+        errors = data.get("errors") or {}
+        fields = {str(k): text_of(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
+        message = "; ".join(messages) or ("invalid fields" if fields else status_phrase(status))
+        return ErrorDetail(message, kind, fields, from_platform=True)
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return ErrorDetail(data["message"], kind, from_platform=True)
+    return ErrorDetail(plain_text(text) or status_phrase(status), kind)
 
 
 class JiraClient:
@@ -381,3 +418,48 @@ def _pick_transition(transitions: list[dict[str, Any]], target: str) -> dict[str
         if str(t.get("name", "")).casefold() == wanted:
             return t
     return None
+
+
+# -- the platform's spec ------------------------------------------------------------------------
+
+_AUTH_KINDS = {"basic": ("username_env", "password_env"), "bearer": ("token_env",)}
+
+
+def read_settings(obj: ConfigObject, env: Mapping[str, str]) -> JiraSettings:
+    """The `platforms.jira` block: base_url, TLS/proxy, auth (basic | bearer), api_version,
+    default_project."""
+    http = read_http(obj)
+    version = obj.get("api_version", integer, 2)
+    if version not in (2, 3):
+        raise ConfigError(obj.at("api_version"), "must be 2 (Data Center) or 3 (Cloud)")
+    kind, secrets = credentials_block(obj.obj("auth"), _AUTH_KINDS, env)
+    credentials = Credentials(kind=kind, **secrets)  # type: ignore[arg-type]
+    project = obj.get("default_project", string, "OPS")
+    return JiraSettings(http=http, credentials=credentials, api_version=version, default_project=project)  # type: ignore[arg-type]
+
+
+def _build(
+    settings: Any, retry: RetryPolicy, timeout: TimeoutConfig, on_attempt: AttemptHook | None
+) -> JiraClient:
+    if not isinstance(settings, JiraSettings):
+        raise TypeError(f"jira needs JiraSettings, got {type(settings).__name__}")
+    return JiraClient(settings, retry, timeout, on_attempt=on_attempt)
+
+
+def priority_of(fields: Mapping[str, str]) -> str:
+    return fields.get("priority", "")
+
+
+def error_field(path: tuple[str, ...]) -> str:
+    """Jira names a field by its id: fields.project.key -> project."""
+    return path[1] if path[0] == "fields" and len(path) > 1 else path[0]
+
+
+SPEC = PlatformSpec(
+    name=PLATFORM,
+    title="Jira",
+    read_settings=read_settings,
+    build_client=_build,
+    error_field=error_field,
+    priority_of=priority_of,
+)

@@ -1,16 +1,26 @@
-"""The contract between the ticket pipeline and any ITSM platform client.
+"""The contract between the gateway's service layer and any ITSM platform (the platform SPI).
 
-The pipeline maps canonical fields to a platform payload (a JSON object shaped as the platform's
-create body wants it) and hands it to a PlatformClient together with a correlation marker. The client
-sends it under the retry policy, stamps the marker (ServiceNow correlation_id, a Jira label) and, after
-an ambiguous failure, looks the marker up before sending again. Adding a platform means one module
-that implements this protocol, registered in clients/registry.py.
+The service maps canonical fields to a platform payload (a JSON object shaped as the platform's create
+body wants it) and hands it to a PlatformClient together with a correlation marker. The client sends
+it under the retry policy and stamps the marker (ServiceNow correlation_id, a Jira label), so the
+ticket can be found after an ambiguous failure.
+
+A platform is one module that exports a PlatformSpec (how its configuration block is read, how its
+client is built, how it names fields in its errors, how it derives a ticket's priority), registered by
+name in clients/registry.py. This module and clients.errors / clients.settings are the only parts of
+clients/ the service layer may import: they hold no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from clients.settings import Credentials, HttpSettings, RetryPolicy, TimeoutConfig
+
+if TYPE_CHECKING:
+    from clients.config_reader import ConfigObject
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,31 @@ class PlatformClient(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class PlatformSettings(Protocol):
+    """What every platform's settings carry: how to reach it, and the secrets to mask."""
+
+    http: HttpSettings
+    credentials: Credentials
+
+
+# An outbound attempt observer (clients.http.AttemptHook), typed loosely here to keep this module free
+# of the HTTP machinery.
+AttemptObserver = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """Everything the gateway knows about one platform, in one place."""
+
+    name: str  # configuration key, and the proto enum value's suffix: PLATFORM_<NAME>
+    title: str  # for people: "ServiceNow"
+    # Reads the platform's configuration block (base_url, auth, its own keys) with secrets from env.
+    read_settings: Callable[[ConfigObject, Mapping[str, str]], PlatformSettings]
+    build_client: Callable[[Any, RetryPolicy, TimeoutConfig, AttemptObserver | None], PlatformClient]
+    # The name the platform gives a field in its error answers, from the field's payload path:
+    # ServiceNow says "short_description", Jira's fields.summary is "summary".
+    error_field: Callable[[tuple[str, ...]], str]
+    # The priority an SLA policy is chosen by, from the canonical fields.
+    priority_of: Callable[[Mapping[str, str]], str]

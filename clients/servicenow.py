@@ -1,17 +1,32 @@
-"""ServiceNow Table API client (incident table by default)."""
+"""ServiceNow: the Table API client (incident table by default), its settings and its PlatformSpec.
+
+Everything the gateway knows about ServiceNow lives here: its configuration block, its error format,
+how it names fields in errors, and how it derives a ticket's priority (impact x urgency).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from clients.auth import OAuthPasswordGrant, StaticAuth
-from clients.errors import ErrorKind, PlatformError, parse_servicenow_error
+from clients.config_reader import ConfigError, ConfigObject, credentials_block, string
+from clients.errors import (
+    ErrorDetail,
+    ErrorKind,
+    PlatformError,
+    kind_for_status,
+    plain_text,
+    status_phrase,
+    text_of,
+)
 from clients.http import Adopted, AttemptHook, AuthProvider, Call, HttpTransport, Request
 from clients.marker import check_identifier, check_marker
-from clients.platform import CreatedTicket, Reply, TicketStatus
+from clients.platform import CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
-from clients.settings import RetryPolicy, ServiceNowSettings, TimeoutConfig
+from clients.settings import Credentials, HttpSettings, RetryPolicy, TimeoutConfig, read_http
 
 PLATFORM = "servicenow"
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
@@ -21,6 +36,42 @@ _RESOLVED_STATES = frozenset({"6", "7", "8"})  # Resolved, Closed, Canceled
 _STATUS_CHUNK = 100
 # Reference fields as plain sys_ids, not {"link", "value"} objects: smaller, and flat like the rest.
 _PLAIN = {"sysparm_exclude_reference_link": "true"}
+
+
+@dataclass(frozen=True)
+class ServiceNowSettings:
+    http: HttpSettings
+    credentials: Credentials  # basic or oauth
+    table: str = "incident"
+
+
+_MANDATORY = re.compile(r"following fields are mandatory:\s*(?P<fields>.+)", re.IGNORECASE)
+
+
+def parse_servicenow_error(status: int, data: Any, text: str) -> ErrorDetail:
+    """{"error": {"message", "detail"}, "status": "failure"}; the OAuth endpoint uses
+    {"error": "<code>", "error_description": "..."}."""
+    kind = kind_for_status(status)
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        err = data["error"]
+        message = text_of(err.get("message"))
+        detail = text_of(err.get("detail"))
+        full = f"{message}: {detail}" if message and detail and detail != message else message
+        full = full or detail
+        fields: dict[str, str] = {}
+        mandatory = _MANDATORY.search(detail) or _MANDATORY.search(message)
+        if status == 403 and mandatory:
+            # A data policy, not an ACL: the ticket lacks fields, the credentials are fine.
+            kind = ErrorKind.PAYLOAD_REJECTED
+            # The instance names fields by label ("Resolution code"), so split on commas only.
+            for name in mandatory.group("fields").strip().rstrip(".").split(","):
+                if name.strip():
+                    fields[name.strip()] = "mandatory"
+        return ErrorDetail(full or status_phrase(status), kind, fields, from_platform=True)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        message = text_of(data.get("error_description")) or data["error"]
+        return ErrorDetail(message, kind, from_platform=True)
+    return ErrorDetail(plain_text(text) or status_phrase(status), kind)
 
 
 class ServiceNowClient:
@@ -237,3 +288,56 @@ def _result_list(data: Any) -> list[dict[str, Any]] | None:
     if not isinstance(result, list):
         return None
     return [r for r in result if isinstance(r, dict)]
+
+
+# -- the platform's spec ------------------------------------------------------------------------
+
+_AUTH_KINDS = {
+    "basic": ("username_env", "password_env"),
+    "oauth": ("username_env", "password_env", "client_id_env", "client_secret_env"),
+}
+
+# ServiceNow computes priority from impact x urgency; the gateway mirrors it to pick an SLA policy.
+_PRIORITY = {
+    ("1", "1"): "1", ("1", "2"): "2", ("1", "3"): "3",
+    ("2", "1"): "2", ("2", "2"): "3", ("2", "3"): "4",
+    ("3", "1"): "3", ("3", "2"): "4", ("3", "3"): "5",
+}  # fmt: skip
+
+
+def read_settings(obj: ConfigObject, env: Mapping[str, str]) -> ServiceNowSettings:
+    """The `platforms.servicenow` block: base_url, TLS/proxy, auth (basic | oauth), table."""
+    http = read_http(obj)
+    kind, secrets = credentials_block(obj.obj("auth"), _AUTH_KINDS, env)
+    table = obj.get("table", string, "incident")
+    if not _TABLE.fullmatch(table):
+        raise ConfigError(obj.at("table"), "must be a table name (lower_snake_case)")
+    credentials = Credentials(kind=kind, **secrets)  # type: ignore[arg-type]
+    return ServiceNowSettings(http=http, credentials=credentials, table=table)
+
+
+def _build(
+    settings: Any, retry: RetryPolicy, timeout: TimeoutConfig, on_attempt: AttemptHook | None
+) -> ServiceNowClient:
+    if not isinstance(settings, ServiceNowSettings):
+        raise TypeError(f"servicenow needs ServiceNowSettings, got {type(settings).__name__}")
+    return ServiceNowClient(settings, retry, timeout, on_attempt=on_attempt)
+
+
+def priority_of(fields: Mapping[str, str]) -> str:
+    return _PRIORITY.get((fields.get("impact", "3"), fields.get("urgency", "3")), "")
+
+
+def error_field(path: tuple[str, ...]) -> str:
+    """ServiceNow names a field by its column, the first (only) element of its payload path."""
+    return path[0]
+
+
+SPEC = PlatformSpec(
+    name=PLATFORM,
+    title="ServiceNow",
+    read_settings=read_settings,
+    build_client=_build,
+    error_field=error_field,
+    priority_of=priority_of,
+)

@@ -1,13 +1,23 @@
 """Typed settings the outbound clients are built from.
 
-server/config.py parses the JSON configuration and the environment into these; clients never read
-files or environment variables themselves.
+The gateway's configuration loader hands each platform module its JSON block and the environment;
+read_http() reads the keys every platform shares. Clients never read files or the environment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from clients.config_reader import (
+    ConfigError,
+    ConfigObject,
+    boolean,
+    http_url,
+    optional_string,
+    positive_int,
+)
 
 AuthKind = Literal["basic", "bearer", "oauth"]
 
@@ -65,16 +75,17 @@ class HttpSettings:
     max_connections: int = 100  # aiohttp TCPConnector limit for this platform
 
 
-@dataclass(frozen=True)
-class ServiceNowSettings:
-    http: HttpSettings
-    credentials: Credentials  # basic or oauth
-    table: str = "incident"
-
-
-@dataclass(frozen=True)
-class JiraSettings:
-    http: HttpSettings
-    credentials: Credentials  # basic (email + API token) or bearer (PAT)
-    api_version: Literal[2, 3] = 2
-    default_project: str = "OPS"
+def read_http(obj: ConfigObject) -> HttpSettings:
+    """The keys every platform block shares: base_url, verify_tls, ca_bundle, proxy, max_connections."""
+    http = HttpSettings(
+        base_url=obj.need("base_url", http_url),
+        verify_tls=obj.get("verify_tls", boolean, True),
+        ca_bundle=obj.get("ca_bundle", optional_string, None),
+        proxy=obj.get("proxy", optional_string, None),
+        max_connections=obj.get("max_connections", positive_int, 100),
+    )
+    if http.ca_bundle and not Path(http.ca_bundle).is_file():
+        raise ConfigError(obj.at("ca_bundle"), "file not found")
+    if http.proxy is not None:
+        http_url(http.proxy, obj.at("proxy"))
+    return http

@@ -25,9 +25,11 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clients.platform import PlatformClient
-from clients.sandbox import config as sandbox_config
-from clients.sandbox.runner import start_sandbox
 from clients.settings import RetryPolicy, TimeoutConfig
+from sandbox import config as sandbox_config
+from sandbox import start_sandbox
+from sandbox.jira import settings as jira_sandbox
+from sandbox.servicenow import settings as servicenow_sandbox
 from scripts.drill_clients import (
     jira_client,
     jira_payload,
@@ -89,19 +91,19 @@ async def bench_platform(
 
 
 async def main_async(creates: int, runs: int) -> None:
-    sandbox = await start_sandbox(sandbox_config.SandboxConfig(servicenow_port=0, jira_port=0, seed=1))
+    sandbox = await start_sandbox(sandbox_config.SandboxConfig.on_free_ports(seed=1))
     retry, timeout = RetryPolicy(), TimeoutConfig()
-    sn = servicenow_client(sandbox.servicenow_url, retry, timeout)
-    jira = jira_client(sandbox.jira_url, retry, timeout, 2)
+    sn = servicenow_client(sandbox.url("servicenow"), retry, timeout)
+    jira = jira_client(sandbox.url("jira"), retry, timeout, 2)
     try:
         await bench_platform(
             "servicenow",
             sn,
-            f"{sandbox.servicenow_url}/api/now/table/incident",
+            f"{sandbox.url('servicenow')}/api/now/table/incident",
             {
                 "Accept": "application/json",
                 "Authorization": basic(
-                    sandbox_config.DEFAULT_SERVICENOW_USER, sandbox_config.DEFAULT_SERVICENOW_PASSWORD
+                    servicenow_sandbox.DEFAULT_USER, servicenow_sandbox.DEFAULT_PASSWORD
                 ),
             },
             lambda i, marker: {**servicenow_payload(i), "correlation_id": marker},
@@ -118,10 +120,10 @@ async def main_async(creates: int, runs: int) -> None:
         await bench_platform(
             "jira (v2)",
             jira,
-            f"{sandbox.jira_url}/rest/api/2/issue",
+            f"{sandbox.url('jira')}/rest/api/2/issue",
             {
                 "Accept": "application/json",
-                "Authorization": basic(sandbox_config.DEFAULT_JIRA_USER, sandbox_config.DEFAULT_JIRA_TOKEN),
+                "Authorization": basic(jira_sandbox.DEFAULT_USER, jira_sandbox.DEFAULT_TOKEN),
             },
             jira_raw,
             jira_payload,

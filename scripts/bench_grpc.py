@@ -7,7 +7,7 @@
 
 Processes, all on 127.0.0.1 (scripts/bench_grpc_servers.py, scripts/bench_grpc_load.py):
 - the sandbox (ServiceNow + Jira), in its own process;
-- the gateway: the real server.app.Gateway with the shipped config pointed at the sandbox, on a
+- the gateway: the real server.runtime.app.Gateway with the shipped config pointed at the sandbox, on a
   throwaway PostgreSQL database created, migrated and dropped here; no auth tokens;
 - the echo: a second grpc.aio server, one event loop, the gateway's server options, no interceptors,
   returning the request bytes. In its own process, so it shares neither the gateway's event loop nor
@@ -62,7 +62,7 @@ import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from bench_grpc_load import Probe  # noqa: E402
 
-from server.migrate import migrate  # noqa: E402
+from server.storage.migrate import migrate  # noqa: E402
 
 SERVERS = ROOT / "scripts" / "bench_grpc_servers.py"
 LOAD = ROOT / "scripts" / "bench_grpc_load.py"
@@ -159,8 +159,7 @@ class Servers:
     echo_port: int
     echo_pid: int
     sandbox_pid: int
-    servicenow_url: str
-    jira_url: str
+    sandbox_urls: dict[str, str]
 
 
 def start_servers(fleet: Fleet, database_url: str) -> Servers:
@@ -170,8 +169,7 @@ def start_servers(fleet: Fleet, database_url: str) -> Servers:
         "gateway",
         [
             str(SERVERS), "gateway",
-            "--servicenow-url", sb["servicenow_url"],
-            "--jira-url", sb["jira_url"],
+            "--sandbox-urls", sb["urls"],
             "--database-url", database_url,
         ],
     )  # fmt: skip
@@ -182,12 +180,12 @@ def start_servers(fleet: Fleet, database_url: str) -> Servers:
     echo = fleet.spawn("echo", [str(SERVERS), "echo"])
     ec = _read_line(echo, STARTUP_SECONDS, "echo start")
     return Servers(
-        gw["port"], gw["pid"], ec["port"], ec["pid"], sb["pid"], sb["servicenow_url"], sb["jira_url"]
+        gw["port"], gw["pid"], ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
     )
 
 
 def reset_sandbox(servers: Servers) -> None:
-    for base in (servers.servicenow_url, servers.jira_url):
+    for base in servers.sandbox_urls.values():
         request = urllib.request.Request(base + "/_sandbox/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             if response.status != 204:

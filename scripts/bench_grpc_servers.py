@@ -31,23 +31,22 @@ sys.path.insert(0, str(ROOT / "gen"))
 import grpc  # noqa: E402
 from grpc import aio  # noqa: E402
 
-from clients.sandbox.cli import dev_sandbox_config  # noqa: E402
-from clients.sandbox.runner import start_sandbox  # noqa: E402
-from server.app import Gateway, ServeOptions  # noqa: E402
-from server.config import GatewayConfig, parse_config  # noqa: E402
-from server.devmode import sandbox_config_overrides  # noqa: E402
-from server.logs import configure_logging  # noqa: E402
+from sandbox import SandboxConfig, registered, start_sandbox  # noqa: E402
+from server.observability.logs import configure_logging  # noqa: E402
+from server.runtime.app import Gateway, ServeOptions  # noqa: E402
+from server.runtime.config import GatewayConfig, parse_config  # noqa: E402
+from server.runtime.devmode import sandbox_config_overrides  # noqa: E402
 
 CONFIG_PATH = ROOT / "config" / "itsm_config.json"
 ECHO_METHOD = "/bench.Echo/Echo"
 
 
-def gateway_config(servicenow_url: str, jira_url: str) -> GatewayConfig:
+def gateway_config(urls: dict[str, str]) -> GatewayConfig:
     """The shipped configuration on the sandbox; only the shutdown drain is shortened."""
     raw = json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
     raw["limits"]["shutdown_drain_seconds"] = 0
     raw["limits"]["shutdown_grace_seconds"] = 2
-    raw, env = sandbox_config_overrides(raw, servicenow_url, jira_url)
+    raw, env = sandbox_config_overrides(raw, urls)
     return parse_config(raw, {**os.environ, **env})
 
 
@@ -93,16 +92,16 @@ def _ready(port: int, **more: str) -> None:
 
 async def run_sandbox() -> None:
     configure_logging()
-    sandbox = await start_sandbox(dev_sandbox_config(servicenow_port=0, jira_port=0))
+    sandbox = await start_sandbox(SandboxConfig(free_ports=True))
     try:
-        _ready(0, servicenow_url=sandbox.servicenow_url, jira_url=sandbox.jira_url)
+        _ready(0, urls=json.dumps(sandbox.urls))
         await _until_stopped()
     finally:
         await sandbox.stop()
 
 
 async def run_echo() -> None:
-    server = echo_server(gateway_config("http://127.0.0.1:1", "http://127.0.0.1:1"))
+    server = echo_server(gateway_config({name: "http://127.0.0.1:1" for name in registered()}))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     _ready(port)
@@ -113,7 +112,7 @@ async def run_echo() -> None:
 async def run_gateway(args: argparse.Namespace) -> None:
     configure_logging()
     options = ServeOptions(
-        config=gateway_config(args.servicenow_url, args.jira_url),
+        config=gateway_config(json.loads(args.sandbox_urls)),
         database_url=args.database_url,
         bind="127.0.0.1",
         grpc_port=0,
@@ -135,8 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     roles.add_parser("echo")
     roles.add_parser("sandbox")
     gateway = roles.add_parser("gateway")
-    gateway.add_argument("--servicenow-url", required=True)
-    gateway.add_argument("--jira-url", required=True)
+    gateway.add_argument("--sandbox-urls", required=True, help="JSON: platform -> sandbox URL")
     gateway.add_argument("--database-url", required=True)
     args = parser.parse_args(argv)
     coro: Any = {"echo": run_echo, "sandbox": run_sandbox}.get(args.role)

@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.config import GatewayConfig, load_config  # noqa: E402
-from server.payload import build_payload  # noqa: E402
-from server.templates import JobContext, compiled_template, render, render_and_validate  # noqa: E402
-from server.validation import validate  # noqa: E402
+from server.domain.payload import build_payload  # noqa: E402
+from server.domain.templates import JobContext, compiled_template, render, render_and_validate  # noqa: E402
+from server.domain.validation import validate  # noqa: E402
+from server.runtime.config import GatewayConfig, load_config  # noqa: E402
 
 DUMMY_ENV = {
     "SERVICENOW_USERNAME": "bench",

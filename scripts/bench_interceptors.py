@@ -39,10 +39,10 @@ from grpc import aio  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from itsm.v1 import common_pb2, ticket_pb2, ticket_service_pb2  # noqa: E402
-from server.grpc_metrics import GrpcMetricsInterceptor  # noqa: E402
-from server.logs import configure_logging  # noqa: E402
-from server.redaction import register_secrets  # noqa: E402
-from server.rpc_log import RpcLogInterceptor  # noqa: E402
+from server.observability.logs import configure_logging  # noqa: E402
+from server.observability.redaction import register_secrets  # noqa: E402
+from server.transport.grpc_metrics import GrpcMetricsInterceptor  # noqa: E402
+from server.transport.rpc_log import RpcLogInterceptor  # noqa: E402
 
 CEILING_US = 1000.0
 AIM_US = 30.0

@@ -16,15 +16,15 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from clients.sandbox import (
-    DEFAULT_JIRA_TOKEN,
-    DEFAULT_JIRA_USER,
-    DEFAULT_SERVICENOW_PASSWORD,
-    DEFAULT_SERVICENOW_USER,
+from sandbox import (
     SandboxConfig,
     SandboxLimits,
     start_sandbox,
 )
+from sandbox.jira.settings import DEFAULT_TOKEN as DEFAULT_JIRA_TOKEN
+from sandbox.jira.settings import DEFAULT_USER as DEFAULT_JIRA_USER
+from sandbox.servicenow.settings import DEFAULT_PASSWORD as DEFAULT_SERVICENOW_PASSWORD
+from sandbox.servicenow.settings import DEFAULT_USER as DEFAULT_SERVICENOW_USER
 
 
 def _basic(user: str, secret: str) -> str:
@@ -56,7 +56,7 @@ async def _run(label: str, total: int, concurrency: int, call: Callable[[int], A
 
 async def main(total: int, concurrency: int) -> None:
     sandbox = await start_sandbox(
-        SandboxConfig(servicenow_port=0, jira_port=0, limits=SandboxLimits(max_records=total * 2))
+        SandboxConfig.on_free_ports(limits=SandboxLimits(max_records=total * 2))
     )
     sn_headers = {
         "Accept": "application/json",
@@ -69,14 +69,14 @@ async def main(total: int, concurrency: int) -> None:
 
             async def sn_create(i: int) -> int:
                 body = {"short_description": f"bench {i}", "correlation_id": f"bench-{i}"}
-                url = f"{sandbox.servicenow_url}/api/now/table/incident"
+                url = f"{sandbox.url('servicenow')}/api/now/table/incident"
                 async with http.post(url, json=body, headers=sn_headers) as r:
                     await r.read()
                     return r.status
 
             async def sn_lookup(i: int) -> int:
                 params = {"sysparm_query": f"correlation_id=bench-{i}", "sysparm_limit": "1"}
-                url = f"{sandbox.servicenow_url}/api/now/table/incident"
+                url = f"{sandbox.url('servicenow')}/api/now/table/incident"
                 async with http.get(url, params=params, headers=sn_headers) as r:
                     await r.read()
                     return r.status
@@ -84,7 +84,7 @@ async def main(total: int, concurrency: int) -> None:
             async def jira_create(i: int) -> int:
                 fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": f"bench {i}"}
                 async with http.post(
-                    f"{sandbox.jira_url}/rest/api/2/issue",
+                    f"{sandbox.url('jira')}/rest/api/2/issue",
                     json={"fields": {**fields, "labels": [f"bench-{i}"]}},
                     headers=jira_headers,
                 ) as r:
@@ -94,7 +94,7 @@ async def main(total: int, concurrency: int) -> None:
             async def jira_search(i: int) -> int:
                 params = {"jql": f'labels = "bench-{i}"', "fields": "id"}
                 async with http.get(
-                    f"{sandbox.jira_url}/rest/api/3/search/jql", params=params, headers=jira_headers
+                    f"{sandbox.url('jira')}/rest/api/3/search/jql", params=params, headers=jira_headers
                 ) as r:
                     await r.read()
                     return r.status

@@ -26,19 +26,19 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clients.errors import PlatformError
-from clients.jira import JiraClient
+from clients.jira import JiraClient, JiraSettings
 from clients.platform import CreatedTicket, PlatformClient
-from clients.sandbox import config as sandbox_config
-from clients.sandbox.runner import RunningSandbox, start_sandbox
-from clients.servicenow import ServiceNowClient
+from clients.servicenow import ServiceNowClient, ServiceNowSettings
 from clients.settings import (
     Credentials,
     HttpSettings,
-    JiraSettings,
     RetryPolicy,
-    ServiceNowSettings,
     TimeoutConfig,
 )
+from sandbox import RunningSandbox, start_sandbox
+from sandbox import config as sandbox_config
+from sandbox.jira import settings as jira_sandbox
+from sandbox.servicenow import settings as servicenow_sandbox
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,13 @@ class DrillResult:
 
 def servicenow_client(url: str, retry: RetryPolicy, timeout: TimeoutConfig) -> ServiceNowClient:
     creds = Credentials(
-        "basic", sandbox_config.DEFAULT_SERVICENOW_USER, sandbox_config.DEFAULT_SERVICENOW_PASSWORD
+        "basic", servicenow_sandbox.DEFAULT_USER, servicenow_sandbox.DEFAULT_PASSWORD
     )
     return ServiceNowClient(ServiceNowSettings(HttpSettings(url), creds), retry, timeout)
 
 
 def jira_client(url: str, retry: RetryPolicy, timeout: TimeoutConfig, version: int) -> JiraClient:
-    creds = Credentials("basic", sandbox_config.DEFAULT_JIRA_USER, sandbox_config.DEFAULT_JIRA_TOKEN)
+    creds = Credentials("basic", jira_sandbox.DEFAULT_USER, jira_sandbox.DEFAULT_TOKEN)
     settings = JiraSettings(HttpSettings(url), creds, api_version=version)  # type: ignore[arg-type]
     return JiraClient(settings, retry, timeout)
 
@@ -183,11 +183,12 @@ async def run_drill(
     faults = faults or DrillFaults()
     own = sandbox is None
     if sandbox is None:
-        sandbox = await start_sandbox(sandbox_config.SandboxConfig(servicenow_port=0, jira_port=0, seed=seed))
+        sandbox = await start_sandbox(sandbox_config.SandboxConfig.on_free_ports(seed=seed))
     retry, timeout = RetryPolicy(), TimeoutConfig()
     targets: list[tuple[str, str, PlatformClient]] = [
-        ("servicenow", sandbox.servicenow_url, servicenow_client(sandbox.servicenow_url, retry, timeout)),
-        ("jira", sandbox.jira_url, jira_client(sandbox.jira_url, retry, timeout, jira_version)),
+        ("servicenow", sandbox.url("servicenow"),
+         servicenow_client(sandbox.url("servicenow"), retry, timeout)),
+        ("jira", sandbox.url("jira"), jira_client(sandbox.url("jira"), retry, timeout, jira_version)),
     ]
 
     async def drill(platform: str, url: str, client: PlatformClient) -> DrillResult:

@@ -19,9 +19,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from server.database import create_engine
-from server.migrate import head_revision, migrate
-from server.store import TicketStore
+from server.storage.database import create_engine
+from server.storage.migrate import head_revision, migrate
+from server.storage.tickets import TicketStore
 
 # ---------------------------------------------------------------------------------------------
 # Databases

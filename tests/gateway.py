@@ -13,13 +13,12 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from clients.sandbox.config import SandboxConfig
-from clients.sandbox.runner import RunningSandbox, start_sandbox
 from itsm.v1 import template_service_pb2_grpc, ticket_service_pb2_grpc
-from server.app import Gateway, ServeOptions
-from server.auth import TokenRegistry
-from server.config import parse_config
-from server.devmode import sandbox_config_overrides
+from sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from server.runtime.app import Gateway, ServeOptions
+from server.runtime.config import parse_config
+from server.runtime.devmode import sandbox_config_overrides
+from server.transport.auth import TokenRegistry
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
 
@@ -35,12 +34,12 @@ class Harness:
 
     async def sandbox_get(self, platform: str, path: str) -> Any:
         """GET a sandbox control path (/_sandbox/stats ...) of one platform."""
-        base = self.sandbox.servicenow_url if platform == "servicenow" else self.sandbox.jira_url
+        base = self.sandbox.url("servicenow") if platform == "servicenow" else self.sandbox.url("jira")
         async with aiohttp.ClientSession() as http, http.get(base + path) as response:
             return await response.json()
 
     async def sandbox_put(self, platform: str, path: str, body: Any) -> None:
-        base = self.sandbox.servicenow_url if platform == "servicenow" else self.sandbox.jira_url
+        base = self.sandbox.url("servicenow") if platform == "servicenow" else self.sandbox.url("jira")
         async with aiohttp.ClientSession() as http, http.put(base + path, json=body) as response:
             assert response.status == 200, await response.text()
 
@@ -72,7 +71,7 @@ def gateway_config(
     raw["idempotency"]["pending_lease_seconds"] = 18
     if mutate:
         mutate(raw)
-    raw, sandbox_env = sandbox_config_overrides(raw, sandbox.servicenow_url, sandbox.jira_url)
+    raw, sandbox_env = sandbox_config_overrides(raw, sandbox.urls)
     return parse_config(raw, {**sandbox_env, **(env or {})})
 
 
@@ -85,7 +84,7 @@ async def running_gateway(
     sandbox_config: SandboxConfig | None = None,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
-    sandbox = await start_sandbox(sandbox_config or SandboxConfig(servicenow_port=0, jira_port=0))
+    sandbox = await start_sandbox(sandbox_config or SandboxConfig.on_free_ports())
     try:
         options = ServeOptions(
             config=gateway_config(database_url, sandbox, mutate, env),

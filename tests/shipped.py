@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from server.config import GatewayConfig, load_config
+from server.runtime.config import GatewayConfig, load_config
 
 CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
 DUMMY_ENV = {

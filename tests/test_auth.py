@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.auth import TokenRegistry, TokensFileError
+from server.transport.auth import TokenRegistry, TokensFileError
 
 TOKENS = """
 # name        token                              scopes

@@ -29,7 +29,7 @@ def gateway(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     full_env = {**os.environ, **ENV, **(env or {})}
     full_env.pop("ITSM_AUTH_TOKENS_FILE", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "server.runtime.cli", *args],
         cwd=cwd,
         env={**full_env, "PYTHONPATH": os.pathsep.join([str(SHIPPED_CONFIG.parent.parent), str(SHIPPED_CONFIG.parent.parent / "gen")])},
         stdout=subprocess.PIPE,

@@ -14,24 +14,23 @@ import pytest
 
 from clients.adf import text_to_adf
 from clients.errors import ErrorKind, PlatformError
-from clients.jira import JiraClient
-from clients.sandbox import config as sandbox_config
-from clients.sandbox.runner import RunningSandbox, start_sandbox
-from clients.servicenow import ServiceNowClient
+from clients.jira import JiraClient, JiraSettings
+from clients.servicenow import ServiceNowClient, ServiceNowSettings
 from clients.settings import (
     Credentials,
     HttpSettings,
-    JiraSettings,
     RetryPolicy,
-    ServiceNowSettings,
     TimeoutConfig,
 )
+from sandbox import RunningSandbox, start_sandbox
+from sandbox import config as sandbox_config
+from sandbox.servicenow import settings as servicenow_sandbox
 from scripts.drill_clients import DrillFaults, jira_client, run_drill, servicenow_client
 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(sandbox_config.SandboxConfig(servicenow_port=0, jira_port=0, seed=11))
+    running = await start_sandbox(sandbox_config.SandboxConfig.on_free_ports(seed=11))
     yield running
     await running.stop()
 
@@ -62,12 +61,12 @@ async def test_drill_every_create_lands_exactly_once(sandbox: RunningSandbox) ->
 async def test_servicenow_lifecycle_with_oauth(sandbox: RunningSandbox) -> None:
     creds = Credentials(
         "oauth",
-        sandbox_config.DEFAULT_SERVICENOW_USER,
-        sandbox_config.DEFAULT_SERVICENOW_PASSWORD,
-        client_id=sandbox_config.DEFAULT_SERVICENOW_CLIENT_ID,
-        client_secret=sandbox_config.DEFAULT_SERVICENOW_CLIENT_SECRET,
+        servicenow_sandbox.DEFAULT_USER,
+        servicenow_sandbox.DEFAULT_PASSWORD,
+        client_id=servicenow_sandbox.DEFAULT_CLIENT_ID,
+        client_secret=servicenow_sandbox.DEFAULT_CLIENT_SECRET,
     )
-    c = ServiceNowClient(ServiceNowSettings(HttpSettings(sandbox.servicenow_url), creds))
+    c = ServiceNowClient(ServiceNowSettings(HttpSettings(sandbox.url("servicenow")), creds))
     try:
         payload = {"short_description": "Disk full on db-1", "urgency": "1", "impact": "2"}
         ticket = await c.create(payload, "e2e-sn-1")
@@ -101,7 +100,7 @@ async def test_servicenow_lifecycle_with_oauth(sandbox: RunningSandbox) -> None:
 
 @pytest.mark.parametrize("version", [2, 3])
 async def test_jira_lifecycle(sandbox: RunningSandbox, version: int) -> None:
-    c = jira_client(sandbox.jira_url, RetryPolicy(), TimeoutConfig(), version)
+    c = jira_client(sandbox.url("jira"), RetryPolicy(), TimeoutConfig(), version)
     description = "Disk full on db-1\nsince 02:00\n\nPlease free space."
     try:
         payload = {
@@ -127,7 +126,7 @@ async def test_jira_lifecycle(sandbox: RunningSandbox, version: int) -> None:
         got = await c.get(ticket.external_key)
     finally:
         await c.close()
-    assert ticket.url == f"{sandbox.jira_url}/browse/{ticket.external_key}"
+    assert ticket.url == f"{sandbox.url('jira')}/browse/{ticket.external_key}"
     fields = got.data["fields"]
     assert fields["summary"] == "Disk very full"
     assert set(fields["labels"]) == {"infra", f"e2e-jira-{version}"}
@@ -139,8 +138,8 @@ async def test_jira_lifecycle(sandbox: RunningSandbox, version: int) -> None:
 
 
 async def test_jira_cut_creates_are_adopted_across_search_lag(sandbox: RunningSandbox) -> None:
-    await set_faults(sandbox.jira_url, {"drop_after_commit_rate": 1.0, "search_lag_ms": 800})
-    c = jira_client(sandbox.jira_url, RetryPolicy(initial_delay=0.05), TimeoutConfig(), 3)
+    await set_faults(sandbox.url("jira"), {"drop_after_commit_rate": 1.0, "search_lag_ms": 800})
+    c = jira_client(sandbox.url("jira"), RetryPolicy(initial_delay=0.05), TimeoutConfig(), 3)
     try:
         tickets = [
             await c.create({"fields": {"issuetype": {"name": "Task"}, "summary": f"Cut {i}"}}, f"e2e-cut-{i}")
@@ -150,12 +149,12 @@ async def test_jira_cut_creates_are_adopted_across_search_lag(sandbox: RunningSa
         await c.close()
     assert all(t.adopted for t in tickets)
     assert len({t.external_id for t in tickets}) == 3
-    assert (await stats(sandbox.jira_url))["records"] == 3
+    assert (await stats(sandbox.url("jira")))["records"] == 3
 
 
 async def test_servicenow_deadline_under_rate_limiting(sandbox: RunningSandbox) -> None:
-    await set_faults(sandbox.servicenow_url, {"error_rate": 1.0, "statuses": [429], "retry_after_seconds": 5})
-    c = servicenow_client(sandbox.servicenow_url, RetryPolicy(), TimeoutConfig())
+    await set_faults(sandbox.url("servicenow"), {"error_rate": 1.0, "statuses": [429], "retry_after_seconds": 5})
+    c = servicenow_client(sandbox.url("servicenow"), RetryPolicy(), TimeoutConfig())
     deadline = time.monotonic() + 2
     try:
         with pytest.raises(PlatformError) as caught:
@@ -166,14 +165,14 @@ async def test_servicenow_deadline_under_rate_limiting(sandbox: RunningSandbox) 
     # Retry-After 5 s cannot fit in a 2 s deadline: one attempt, no sleep, no ambiguity.
     assert (err.kind, err.status, err.attempts, err.ambiguous) == (ErrorKind.DEADLINE, 429, 1, False)
     assert time.monotonic() < deadline
-    assert (await stats(sandbox.servicenow_url))["records"] == 0
+    assert (await stats(sandbox.url("servicenow")))["records"] == 0
 
 
 async def test_wrong_credentials_fail_fast(sandbox: RunningSandbox) -> None:
     sn = ServiceNowClient(
-        ServiceNowSettings(HttpSettings(sandbox.servicenow_url), Credentials("basic", "admin", "nope"))
+        ServiceNowSettings(HttpSettings(sandbox.url("servicenow")), Credentials("basic", "admin", "nope"))
     )
-    jira = JiraClient(JiraSettings(HttpSettings(sandbox.jira_url), Credentials("bearer", token="nope")))
+    jira = JiraClient(JiraSettings(HttpSettings(sandbox.url("jira")), Credentials("bearer", token="nope")))
     errors = []
     for client, payload in (
         (sn, {"short_description": "x"}),

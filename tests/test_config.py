@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.config import ConfigError, load_config, parse_config
+from server.runtime.config import ConfigError, load_config, parse_config
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
 ENV = {

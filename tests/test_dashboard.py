@@ -25,8 +25,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.grpc_metrics import grpc_server_families
-from server.metrics import ItsmMetrics
+from server.observability.metrics import ItsmMetrics
+from server.transport.grpc_metrics import grpc_server_families
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy/docker/config/grafana/dashboards/itsm_analytics.json"

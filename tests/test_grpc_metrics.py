@@ -17,9 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from server.auth import TokenRegistry
-from server.grpc_metrics import GrpcMetricsInterceptor, grpc_server_families
-from server.interceptors import AuthInterceptor
+from server.transport.auth import TokenRegistry
+from server.transport.grpc_metrics import GrpcMetricsInterceptor, grpc_server_families
+from server.transport.interceptors import AuthInterceptor
 
 SERVICE = "test.Shapes"
 TOKEN = "metrics-test-token-0123456789"

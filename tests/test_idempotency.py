@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from clients.sandbox.config import JiraSandboxAuth, SandboxConfig
 from itsm.v1 import common_pb2, ticket_service_pb2
-from server.store import TicketRecord
+from sandbox import SandboxConfig
+from sandbox.jira import JiraSandboxAuth
+from server.storage.tickets import TicketRecord
 from tests.gateway import running_gateway
 from tests.rpc import field_violations, rpc_error
 
@@ -71,7 +72,7 @@ async def test_platform_rejection_comes_back_with_canonical_fields(harness) -> N
 
 
 async def test_rejected_credentials_are_a_failed_precondition(migrated_database_url: str) -> None:
-    sandbox = SandboxConfig(servicenow_port=0, jira_port=0, jira_auth=JiraSandboxAuth(token="another-token"))
+    sandbox = SandboxConfig.on_free_ports(auth={"jira": JiraSandboxAuth(token="another-token")})
     async with running_gateway(migrated_database_url, sandbox_config=sandbox) as h:
         error = await rpc_error(h.tickets.CreateTicket(create(JIRA, "creds", summary="s")))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clients.http import AttemptEvent
-from server import errors
-from server.metrics import OUTCOMES, UNKNOWN, ItsmMetrics, itsm_families, outcome_of
+from server.domain import errors
+from server.observability.metrics import OUTCOMES, UNKNOWN, ItsmMetrics, itsm_families, outcome_of
 
 FIELDS = {"servicenow": ("summary", "urgency", "impact"), "jira": ("summary", "labels", "project")}
 PRIORITIES = {"servicenow": ("1", "2"), "jira": ("Highest",)}
@@ -20,6 +20,7 @@ PRIORITIES = {"servicenow": ("1", "2"), "jira": ("Highest",)}
 def _metrics(registry: CollectorRegistry) -> ItsmMetrics:
     return ItsmMetrics(
         registry,
+        platforms=("servicenow", "jira"),
         known_fields=FIELDS,
         known_templates=("disk_full",),
         known_priorities=PRIORITIES,

@@ -11,11 +11,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from clients import registry
 from clients.adf import text_to_adf
 from clients.errors import ErrorKind, PlatformError
-from clients.jira import JiraClient
-from clients.registry import build_client
-from clients.settings import Credentials, HttpSettings, JiraSettings, RetryPolicy, TimeoutConfig
+from clients.jira import JiraClient, JiraSettings
+from clients.settings import (
+    Credentials,
+    HttpSettings,
+    RetryPolicy,
+    TimeoutConfig,
+)
 from tests.http_stub import Recorder, cut, serve
 
 FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
@@ -440,7 +445,7 @@ async def test_get_update_and_statuses_v2_and_v3() -> None:
 
 async def test_registry_builds_a_jira_client() -> None:
     settings = JiraSettings(HttpSettings("http://127.0.0.1:9"), Credentials("bearer", token="t"))
-    c = build_client("jira", settings, RetryPolicy(), TimeoutConfig())
+    c = registry.spec("jira").build_client(settings, RetryPolicy(), TimeoutConfig(), None)
     assert c.platform == "jira"
     await c.close()
     with pytest.raises(ValueError, match="basic"):

@@ -16,11 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from itsm.v1 import common_pb2, ticket_pb2, ticket_service_pb2
-from server.auth import TokenRegistry
-from server.interceptors import AuthInterceptor
-from server.logs import configure_logging
-from server.redaction import REDACTOR, redact, register_basic_auth, register_secrets
-from server.rpc_log import MAX_VALUE, RpcLogInterceptor
+from server.observability.logs import configure_logging
+from server.observability.redaction import REDACTOR, redact, register_basic_auth, register_secrets
+from server.transport.auth import TokenRegistry
+from server.transport.interceptors import AuthInterceptor
+from server.transport.rpc_log import MAX_VALUE, RpcLogInterceptor
 
 CANARY = "canary-Secret-7f3a9c"
 TOKEN = "rpc-log-test-token-0123456789"

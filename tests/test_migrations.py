@@ -15,8 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from server.database import create_engine
-from server.migrate import (
+from server.domain.records import TicketRecord
+from server.storage.database import create_engine
+from server.storage.migrate import (
     SchemaOutOfDate,
     SchemaStatus,
     check_schema,
@@ -25,7 +26,8 @@ from server.migrate import (
     migrate,
     schema_status,
 )
-from server.store import TicketRecord, TicketStore, metadata
+from server.storage.schema import metadata
+from server.storage.tickets import TicketStore
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,7 +116,7 @@ async def test_migrations_do_not_depend_on_the_working_directory(
 async def test_alembic_command_line(database_url: str, tmp_path: Path) -> None:
     alembic = Path(sys.executable).with_name("alembic")
     env = {**os.environ, "ITSM_DATABASE_URL": database_url}
-    ini = REPO / "server" / "migrations" / "alembic.ini"
+    ini = REPO / "server" / "storage" / "migrations" / "alembic.ini"
 
     done = await asyncio.to_thread(
         subprocess.run,

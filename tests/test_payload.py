@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.payload import build_payload
-from server.validation import validate
+from server.domain.payload import build_payload
+from server.domain.validation import validate
 from tests.shipped import config
 
 

@@ -21,12 +21,11 @@ from clients.retry import (
     plan_wait,
     server_hint,
 )
-from clients.servicenow import ServiceNowClient
+from clients.servicenow import ServiceNowClient, ServiceNowSettings
 from clients.settings import (
     Credentials,
     HttpSettings,
     RetryPolicy,
-    ServiceNowSettings,
     TimeoutConfig,
 )
 from tests.http_stub import Recorder, cut, hang, scripted, serve, status

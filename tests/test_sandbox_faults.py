@@ -12,22 +12,30 @@ from typing import Any
 import aiohttp
 import pytest
 
-from clients.sandbox import (
-    DEFAULT_JIRA_TOKEN,
-    DEFAULT_JIRA_USER,
-    DEFAULT_SERVICENOW_PASSWORD,
-    DEFAULT_SERVICENOW_USER,
-    SANDBOX_CREDENTIALS,
+from sandbox import (
     FaultSettings,
     RunningSandbox,
     SandboxConfig,
+    registered,
     start_sandbox,
 )
-from clients.sandbox.cli import (
+from sandbox.cli import (
     add_sandbox_arguments,
     dev_sandbox_config,
     sandbox_config_from_args,
     serve_sandbox,
+)
+from sandbox.jira.settings import (
+    DEFAULT_TOKEN as DEFAULT_JIRA_TOKEN,
+)
+from sandbox.jira.settings import (
+    DEFAULT_USER as DEFAULT_JIRA_USER,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_PASSWORD as DEFAULT_SERVICENOW_PASSWORD,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_USER as DEFAULT_SERVICENOW_USER,
 )
 
 
@@ -45,7 +53,7 @@ JIRA_TASK = {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0, seed=11))
+    running = await start_sandbox(SandboxConfig.on_free_ports(seed=11))
     yield running
     await running.stop()
 
@@ -71,7 +79,7 @@ async def stats(http: aiohttp.ClientSession, base: str) -> dict[str, int]:
 async def test_servicenow_error_rate_one_faults_every_call_without_applying_it(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    base = sandbox.servicenow_url
+    base = sandbox.url("servicenow")
     status, _ = await put_faults(
         http, base, {"error_rate": 1.0, "statuses": [503, 429], "retry_after_seconds": 2}
     )
@@ -96,7 +104,7 @@ async def test_servicenow_error_rate_one_faults_every_call_without_applying_it(
 async def test_jira_429_carries_cloud_rate_limit_headers(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    base = sandbox.jira_url
+    base = sandbox.url("jira")
     await put_faults(http, base, {"error_rate": 1.0, "statuses": [429], "retry_after_seconds": 3})
     async with http.post(f"{base}{ISSUES}", json=JIRA_TASK, headers=JIRA_AUTH) as r:
         assert r.status == 429
@@ -114,7 +122,7 @@ async def test_jira_429_carries_cloud_rate_limit_headers(
 async def test_drop_after_commit_stores_the_record_and_cuts_the_connection(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    sn, jira = sandbox.servicenow_url, sandbox.jira_url
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
     for base in (sn, jira):
         await put_faults(http, base, {"drop_after_commit_rate": 1.0})
     with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
@@ -138,7 +146,7 @@ async def test_drop_after_commit_stores_the_record_and_cuts_the_connection(
 async def test_partial_put_merges_and_bad_values_name_the_key(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    base = sandbox.servicenow_url
+    base = sandbox.url("servicenow")
     assert (await put_faults(http, base, {"error_rate": 0.25}))[0] == 200
     status, merged = await put_faults(http, base, {"latency_ms": 5, "statuses": [502]})
     assert status == 200
@@ -170,7 +178,7 @@ async def test_partial_put_merges_and_bad_values_name_the_key(
 async def test_reset_clears_records_counters_and_faults(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    base = sandbox.servicenow_url
+    base = sandbox.url("servicenow")
     for _ in range(2):
         async with http.post(f"{base}{INCIDENTS}", json={"short_description": "x"}, headers=SN_AUTH) as r:
             assert r.status == 201
@@ -185,14 +193,14 @@ async def test_reset_clears_records_counters_and_faults(
         assert await r.json() == FaultSettings().to_json()
     async with http.post(f"{base}{INCIDENTS}", json={"short_description": "x"}, headers=SN_AUTH) as r:
         assert (await r.json())["result"]["number"] == "INC0010001"
-    async with http.post(f"{sandbox.jira_url}/_sandbox/reset") as r:
+    async with http.post(f"{sandbox.url('jira')}/_sandbox/reset") as r:
         assert r.status == 204
 
 
 async def test_control_endpoints_need_no_credentials_and_are_never_faulted(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    for base in (sandbox.servicenow_url, sandbox.jira_url):
+    for base in (sandbox.url("servicenow"), sandbox.url("jira")):
         await put_faults(http, base, {"error_rate": 1.0, "latency_ms": 1})
         for _ in range(5):
             async with http.get(f"{base}/_sandbox/stats") as r:
@@ -204,13 +212,13 @@ async def test_seeded_faults_are_reproducible() -> None:
     async def sequence() -> list[int]:
         faults = FaultSettings(error_rate=0.5, statuses=(503, 429, 502))
         running = await start_sandbox(
-            SandboxConfig(servicenow_port=0, jira_port=0, seed=42, servicenow_faults=faults)
+            SandboxConfig.on_free_ports(seed=42, faults={"servicenow": faults})
         )
         try:
             async with aiohttp.ClientSession() as http:
                 statuses = []
                 for _ in range(30):
-                    async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=SN_AUTH) as r:
+                    async with http.get(f"{running.url('servicenow')}{INCIDENTS}", headers=SN_AUTH) as r:
                         statuses.append(r.status)
                 return statuses
         finally:
@@ -222,16 +230,14 @@ async def test_seeded_faults_are_reproducible() -> None:
 
 
 async def test_faults_set_at_start_apply_per_platform(http: aiohttp.ClientSession) -> None:
-    config = SandboxConfig(
-        servicenow_port=0, jira_port=0, jira_faults=FaultSettings(error_rate=1.0, statuses=(502,))
-    )
+    config = SandboxConfig.on_free_ports(faults={"jira": FaultSettings(error_rate=1.0, statuses=(502,))})
     running = await start_sandbox(config)
     try:
-        async with http.get(f"{running.jira_url}/rest/api/2/myself", headers=JIRA_AUTH) as r:
+        async with http.get(f"{running.url('jira')}/rest/api/2/myself", headers=JIRA_AUTH) as r:
             assert r.status == 502
-        async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=SN_AUTH) as r:
+        async with http.get(f"{running.url('servicenow')}{INCIDENTS}", headers=SN_AUTH) as r:
             assert r.status == 200
-        async with http.get(f"{running.jira_url}/_sandbox/faults") as r:
+        async with http.get(f"{running.url('jira')}/_sandbox/faults") as r:
             assert (await r.json())["error_rate"] == 1.0
     finally:
         await running.stop()
@@ -245,9 +251,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_cli_flags_build_the_config() -> None:
     defaults = sandbox_config_from_args(parse([]))
-    assert (defaults.host, defaults.servicenow_port, defaults.jira_port) == ("127.0.0.1", 8081, 8082)
-    assert defaults.servicenow_auth.user == DEFAULT_SERVICENOW_USER
-    assert defaults.jira_faults == FaultSettings()
+    sn, jira = defaults.platforms["servicenow"], defaults.platforms["jira"]
+    assert (defaults.host, sn.port, jira.port) == ("127.0.0.1", 8081, 8082)
+    assert sn.auth.user == DEFAULT_SERVICENOW_USER
+    assert jira.faults == FaultSettings()
     config = sandbox_config_from_args(
         parse(
             [
@@ -257,12 +264,13 @@ def test_cli_flags_build_the_config() -> None:
             ]
         )
     )  # fmt: skip
-    assert (config.servicenow_port, config.jira_port, config.seed) == (0, 9000, 3)
-    assert (config.jira_auth.user, config.jira_auth.token) == ("me@example.com", "s3cr3t-tok")
-    assert config.jira_faults == FaultSettings(
+    sn, jira = config.platforms["servicenow"], config.platforms["jira"]
+    assert (sn.port, jira.port, config.seed) == (0, 9000, 3)
+    assert (jira.auth.user, jira.auth.token) == ("me@example.com", "s3cr3t-tok")
+    assert jira.faults == FaultSettings(
         error_rate=0.3, statuses=(503, 429), retry_after_seconds=4, latency_ms=7, drop_after_commit_rate=0.05
     )
-    assert config.servicenow_faults == FaultSettings()
+    assert sn.faults == FaultSettings()
     assert "s3cr3t-tok" not in repr(config)  # secrets stay out of reprs
     for bad in (["--error-rate", "2"], ["--fault-statuses", "200"], ["--jira-port", "70000"]):
         with pytest.raises(SystemExit):
@@ -274,31 +282,31 @@ def test_cli_flags_build_the_config() -> None:
 async def test_serve_sandbox_runs_until_cancelled(http: aiohttp.ClientSession) -> None:
     ready: asyncio.Queue[RunningSandbox] = asyncio.Queue()
     task = asyncio.create_task(
-        serve_sandbox(SandboxConfig(servicenow_port=0, jira_port=0), on_ready=ready.put_nowait)
+        serve_sandbox(SandboxConfig.on_free_ports(), on_ready=ready.put_nowait)
     )
     running = await asyncio.wait_for(ready.get(), timeout=10)
-    async with http.get(f"{running.servicenow_url}/_sandbox/stats") as r:
+    async with http.get(f"{running.url('servicenow')}/_sandbox/stats") as r:
         assert r.status == 200
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     with pytest.raises(aiohttp.ClientConnectionError):
-        async with http.get(f"{running.jira_url}/_sandbox/stats"):
+        async with http.get(f"{running.url('jira')}/_sandbox/stats"):
             pass
 
 
 async def test_dev_config_serves_the_advertised_credentials(http: aiohttp.ClientSession) -> None:
-    running = await start_sandbox(dev_sandbox_config(servicenow_port=0, jira_port=0))
+    running = await start_sandbox(dev_sandbox_config({"servicenow": 0, "jira": 0}))
     try:
-        sn_user, sn_secret = SANDBOX_CREDENTIALS["servicenow"]
+        sn_user, sn_secret = registered()["servicenow"].credentials
         headers = {"Accept": "application/json", **basic(sn_user, sn_secret)}
-        async with http.get(f"{running.servicenow_url}{INCIDENTS}", headers=headers) as r:
+        async with http.get(f"{running.url('servicenow')}{INCIDENTS}", headers=headers) as r:
             assert r.status == 200
-        jira_user, jira_secret = SANDBOX_CREDENTIALS["jira"]
+        jira_user, jira_secret = registered()["jira"].credentials
         async with http.get(
-            f"{running.jira_url}/rest/api/3/myself", headers=basic(jira_user, jira_secret)
+            f"{running.url('jira')}/rest/api/3/myself", headers=basic(jira_user, jira_secret)
         ) as r:
             assert r.status == 200
-        assert running.servicenow_url.startswith("http://127.0.0.1:")
+        assert running.url("servicenow").startswith("http://127.0.0.1:")
     finally:
         await running.stop()

@@ -9,12 +9,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from clients.sandbox import (
-    DEFAULT_JIRA_TOKEN,
-    DEFAULT_JIRA_USER,
+from sandbox import (
     RunningSandbox,
     SandboxConfig,
     start_sandbox,
+)
+from sandbox.jira.settings import (
+    DEFAULT_TOKEN as DEFAULT_JIRA_TOKEN,
+)
+from sandbox.jira.settings import (
+    DEFAULT_USER as DEFAULT_JIRA_USER,
 )
 
 NOT_FOUND = {"errorMessages": ["Issue does not exist or you do not have permission to see it."], "errors": {}}
@@ -35,7 +39,7 @@ def adf(text: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0))
+    running = await start_sandbox(SandboxConfig.on_free_ports())
     yield running
     await running.stop()
 
@@ -57,7 +61,7 @@ class Jira:
 
     def __init__(self, http: aiohttp.ClientSession, sandbox: RunningSandbox, version: int) -> None:
         self.http = http
-        self.base = f"{sandbox.jira_url}/rest/api/{version}"
+        self.base = f"{sandbox.url('jira')}/rest/api/{version}"
 
     async def call(self, method: str, path: str, body: Any = None, **params: str) -> tuple[int, Any]:
         async with self.http.request(
@@ -104,7 +108,7 @@ async def test_create_numbers_issues_and_get_reads_them_by_key_or_id(
     v2: Jira, sandbox: RunningSandbox
 ) -> None:
     first = await v2.create(task(description="Plain *wiki* text", labels=["ops", "gw-1"]))
-    assert first == {"id": "10000", "key": "OPS-1", "self": f"{sandbox.jira_url}/rest/api/2/issue/10000"}
+    assert first == {"id": "10000", "key": "OPS-1", "self": f"{sandbox.url('jira')}/rest/api/2/issue/10000"}
     assert (await v2.create(task()))["key"] == "OPS-2"
     fields = await v2.fields("OPS-1")
     assert fields == await v2.fields("10000")
@@ -355,7 +359,7 @@ async def test_cloud_search_jql_tokens_and_removed_search(v3: Jira) -> None:
 async def test_search_lag_hides_new_issues_from_search_but_not_from_get_or_reconcile(
     v2: Jira, v3: Jira, http: aiohttp.ClientSession, sandbox: RunningSandbox
 ) -> None:
-    async with http.put(f"{sandbox.jira_url}/_sandbox/faults", json={"search_lag_ms": 600_000}) as r:
+    async with http.put(f"{sandbox.url('jira')}/_sandbox/faults", json={"search_lag_ms": 600_000}) as r:
         assert r.status == 200
     created = await v3.create(task(labels=["gw-lag"]))
     assert await v2.keys("labels = gw-lag") == []
@@ -366,13 +370,13 @@ async def test_search_lag_hides_new_issues_from_search_but_not_from_get_or_recon
         "POST", "search/jql", {"jql": "labels = gw-lag", "reconcileIssues": [int(created["id"])]}
     )
     assert page["issues"] == [{"id": created["id"]}]
-    async with http.put(f"{sandbox.jira_url}/_sandbox/faults", json={"search_lag_ms": 0}) as r:
+    async with http.put(f"{sandbox.url('jira')}/_sandbox/faults", json={"search_lag_ms": 0}) as r:
         assert r.status == 200
     assert await v2.keys("labels = gw-lag") == [created["key"]]
 
 
 async def test_authentication(http: aiohttp.ClientSession, sandbox: RunningSandbox, v2: Jira) -> None:
-    base = f"{sandbox.jira_url}/rest/api"
+    base = f"{sandbox.url('jira')}/rest/api"
     async with http.get(f"{base}/2/myself") as r:
         assert r.status == 401
         assert "errorMessages" in await r.json()
@@ -416,7 +420,7 @@ async def test_site_metadata_for_client_libraries(v2: Jira) -> None:
 async def test_unsupported_media_type_and_bad_json(
     http: aiohttp.ClientSession, sandbox: RunningSandbox
 ) -> None:
-    url = f"{sandbox.jira_url}/rest/api/2/issue"
+    url = f"{sandbox.url('jira')}/rest/api/2/issue"
     async with http.post(
         url, data=b"summary=x", headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
     ) as r:
@@ -488,9 +492,9 @@ async def test_browse_link_opens_a_page(
 ) -> None:
     key = (await v2.create(task("Rotate <keys>", labels=["gw-ui"])))["key"]
     await v2.ok("POST", f"issue/{key}/comment", {"body": "first comment"})
-    async with http.get(f"{sandbox.jira_url}/browse/{key}") as r:
+    async with http.get(f"{sandbox.url('jira')}/browse/{key}") as r:
         assert r.status == 401 and "WWW-Authenticate" in r.headers
-    async with http.get(f"{sandbox.jira_url}/browse/{key}", headers=AUTH) as r:
+    async with http.get(f"{sandbox.url('jira')}/browse/{key}", headers=AUTH) as r:
         assert r.status == 200
         page = await r.text()
     assert key in page and "Rotate &lt;keys&gt;" in page and "gw-ui" in page and "first comment" in page

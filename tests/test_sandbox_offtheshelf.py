@@ -18,17 +18,29 @@ import jira
 import pysnc
 import pytest
 
-from clients.sandbox import (
-    DEFAULT_JIRA_TOKEN,
-    DEFAULT_JIRA_USER,
-    DEFAULT_SERVICENOW_CLIENT_ID,
-    DEFAULT_SERVICENOW_CLIENT_SECRET,
-    DEFAULT_SERVICENOW_PASSWORD,
-    DEFAULT_SERVICENOW_USER,
+from sandbox import (
     RunningSandbox,
     SandboxConfig,
     TlsFiles,
     start_sandbox,
+)
+from sandbox.jira.settings import (
+    DEFAULT_TOKEN as DEFAULT_JIRA_TOKEN,
+)
+from sandbox.jira.settings import (
+    DEFAULT_USER as DEFAULT_JIRA_USER,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_CLIENT_ID as DEFAULT_SERVICENOW_CLIENT_ID,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_CLIENT_SECRET as DEFAULT_SERVICENOW_CLIENT_SECRET,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_PASSWORD as DEFAULT_SERVICENOW_PASSWORD,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_USER as DEFAULT_SERVICENOW_USER,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -57,7 +69,7 @@ async def sandbox(certificate: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> Asy
     # requests lets these variables override a session's own `verify`, which pysnc relies on.
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    running = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0, tls=certificate))
+    running = await start_sandbox(SandboxConfig.on_free_ports(tls=certificate))
     yield running
     await running.stop()
 
@@ -109,7 +121,7 @@ async def test_pysnc_basic_auth_create_get_query_note_and_resolve(
 ) -> None:
     def work() -> dict[str, Any]:
         auth = (DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)
-        client = pysnc.ServiceNowClient(sandbox.servicenow_url, auth, verify=certificate.cert_file)
+        client = pysnc.ServiceNowClient(sandbox.url("servicenow"), auth, verify=certificate.cert_file)
         return pysnc_round_trip(client)
 
     seen = await asyncio.to_thread(work)
@@ -129,7 +141,7 @@ async def test_pysnc_oauth_password_grant(sandbox: RunningSandbox, certificate: 
             DEFAULT_SERVICENOW_CLIENT_ID,
             DEFAULT_SERVICENOW_CLIENT_SECRET,
         )
-        client = pysnc.ServiceNowClient(sandbox.servicenow_url, flow, verify=certificate.cert_file)
+        client = pysnc.ServiceNowClient(sandbox.url("servicenow"), flow, verify=certificate.cert_file)
         return pysnc_round_trip(client)
 
     seen = await asyncio.to_thread(work)
@@ -183,7 +195,7 @@ def check_jira_round_trip(seen: dict[str, Any]) -> None:
 async def test_jira_python_data_center_flavour(sandbox: RunningSandbox, certificate: TlsFiles) -> None:
     def work() -> dict[str, Any]:
         client = jira.JIRA(
-            sandbox.jira_url,
+            sandbox.url("jira"),
             basic_auth=(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN),
             options={"verify": certificate.cert_file},
         )
@@ -207,12 +219,12 @@ async def test_jira_python_cloud_flavour_v3_and_token_auth(
     def work() -> tuple[dict[str, Any], str]:
         # v3 makes serverInfo say Cloud, so search goes through /rest/api/3/search/jql.
         client = jira.JIRA(
-            sandbox.jira_url,
+            sandbox.url("jira"),
             basic_auth=(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN),
             options={"verify": certificate.cert_file, "rest_api_version": "3"},
         )
         personal = jira.JIRA(
-            sandbox.jira_url, token_auth=DEFAULT_JIRA_TOKEN, options={"verify": certificate.cert_file}
+            sandbox.url("jira"), token_auth=DEFAULT_JIRA_TOKEN, options={"verify": certificate.cert_file}
         )
         try:
             return jira_round_trip(client, document), personal.myself()["emailAddress"]

@@ -10,15 +10,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from clients.sandbox import (
-    DEFAULT_SERVICENOW_CLIENT_ID,
-    DEFAULT_SERVICENOW_CLIENT_SECRET,
-    DEFAULT_SERVICENOW_PASSWORD,
-    DEFAULT_SERVICENOW_USER,
+from sandbox import (
     RunningSandbox,
     SandboxConfig,
     SandboxLimits,
     start_sandbox,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_CLIENT_ID as DEFAULT_SERVICENOW_CLIENT_ID,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_CLIENT_SECRET as DEFAULT_SERVICENOW_CLIENT_SECRET,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_PASSWORD as DEFAULT_SERVICENOW_PASSWORD,
+)
+from sandbox.servicenow.settings import (
+    DEFAULT_USER as DEFAULT_SERVICENOW_USER,
 )
 
 TABLE = "/api/now/table/incident"
@@ -47,11 +55,7 @@ AUTH = {**JSON, **basic(DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)}
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox(
-        SandboxConfig(
-            servicenow_port=0,
-            jira_port=0,
-            limits=SandboxLimits(max_body_bytes=4096, max_records=50),
-        )
+        SandboxConfig.on_free_ports(limits=SandboxLimits(max_body_bytes=4096, max_records=50))
     )
     yield running
     await running.stop()
@@ -66,7 +70,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def create(
     http: aiohttp.ClientSession, sandbox: RunningSandbox, body: dict[str, Any], params: str = ""
 ) -> dict[str, Any]:
-    async with http.post(f"{sandbox.servicenow_url}{TABLE}{params}", json=body, headers=AUTH) as response:
+    async with http.post(f"{sandbox.url('servicenow')}{TABLE}{params}", json=body, headers=AUTH) as response:
         assert response.status == 201, await response.text()
         result: dict[str, Any] = (await response.json())["result"]
         return result
@@ -74,7 +78,7 @@ async def create(
 
 async def query(http: aiohttp.ClientSession, sandbox: RunningSandbox, params: dict[str, str]) -> list[str]:
     """Numbers of the incidents a GET with these parameters returns, in order."""
-    async with http.get(f"{sandbox.servicenow_url}{TABLE}", params=params, headers=AUTH) as response:
+    async with http.get(f"{sandbox.url('servicenow')}{TABLE}", params=params, headers=AUTH) as response:
         assert response.status == 200, await response.text()
         return [r["number"] for r in (await response.json())["result"]]
 
@@ -83,13 +87,13 @@ async def test_create_answers_201_with_location_and_instance_defaults(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
     async with http.post(
-        f"{sandbox.servicenow_url}{TABLE}",
+        f"{sandbox.url('servicenow')}{TABLE}",
         json={"short_description": "Disk full", "correlation_id": "gw-1"},
         headers=AUTH,
     ) as response:
         assert response.status == 201
         result = (await response.json())["result"]
-        assert response.headers["Location"] == f"{sandbox.servicenow_url}{TABLE}/{result['sys_id']}"
+        assert response.headers["Location"] == f"{sandbox.url('servicenow')}{TABLE}/{result['sys_id']}"
     assert re.fullmatch(r"[0-9a-f]{32}", result["sys_id"])
     assert result["number"] == "INC0010001"
     assert (result["state"], result["impact"], result["urgency"], result["priority"]) == ("1", "3", "3", "5")
@@ -97,7 +101,7 @@ async def test_create_answers_201_with_location_and_instance_defaults(
     assert result["correlation_id"] == "gw-1"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", result["sys_created_on"])
     assert result["sys_updated_on"] == result["sys_created_on"]
-    assert result["opened_by"]["link"].startswith(f"{sandbox.servicenow_url}/api/now/table/sys_user/")
+    assert result["opened_by"]["link"].startswith(f"{sandbox.url('servicenow')}/api/now/table/sys_user/")
     scalars = {k: v for k, v in result.items() if not isinstance(v, dict)}
     assert all(isinstance(v, str) for v in scalars.values())
     second = await create(http, sandbox, {"short_description": "Another"})
@@ -144,11 +148,11 @@ async def test_versioned_paths_serve_the_same_table(
 ) -> None:
     for prefix in ("/api/now/v1/table/incident", "/api/now/v2/table/incident"):
         async with http.post(
-            f"{sandbox.servicenow_url}{prefix}", json={"short_description": prefix}, headers=AUTH
+            f"{sandbox.url('servicenow')}{prefix}", json={"short_description": prefix}, headers=AUTH
         ) as r:
             assert r.status == 201
             sys_id = (await r.json())["result"]["sys_id"]
-        async with http.get(f"{sandbox.servicenow_url}{prefix}/{sys_id}", headers=AUTH) as r:
+        async with http.get(f"{sandbox.url('servicenow')}{prefix}/{sys_id}", headers=AUTH) as r:
             assert (await r.json())["result"]["short_description"] == prefix
 
 
@@ -161,7 +165,7 @@ async def test_bad_or_missing_credentials_get_401(
         {**JSON, **basic("someone", DEFAULT_SERVICENOW_PASSWORD)},
         {**JSON, "Authorization": "Bearer not-issued"},
     ):
-        async with http.get(f"{sandbox.servicenow_url}{TABLE}", headers=headers) as response:
+        async with http.get(f"{sandbox.url('servicenow')}{TABLE}", headers=headers) as response:
             assert response.status == 401
             assert await response.json() == NOT_AUTHENTICATED
 
@@ -176,7 +180,7 @@ async def test_oauth_password_and_refresh_grants_issue_working_bearer_tokens(
         "username": DEFAULT_SERVICENOW_USER,
         "password": DEFAULT_SERVICENOW_PASSWORD,
     }
-    async with http.post(f"{sandbox.servicenow_url}/oauth_token.do", data=form) as response:
+    async with http.post(f"{sandbox.url('servicenow')}/oauth_token.do", data=form) as response:
         assert response.status == 200
         token = await response.json()
     assert token["token_type"] == "Bearer"
@@ -184,7 +188,7 @@ async def test_oauth_password_and_refresh_grants_issue_working_bearer_tokens(
     assert token["scope"] == "useraccount"
     bearer = {**JSON, "Authorization": f"Bearer {token['access_token']}"}
     async with http.post(
-        f"{sandbox.servicenow_url}{TABLE}", json={"short_description": "oauth"}, headers=bearer
+        f"{sandbox.url('servicenow')}{TABLE}", json={"short_description": "oauth"}, headers=bearer
     ) as r:
         assert r.status == 201
         assert (await r.json())["result"]["sys_created_by"] == DEFAULT_SERVICENOW_USER
@@ -195,17 +199,17 @@ async def test_oauth_password_and_refresh_grants_issue_working_bearer_tokens(
         "client_secret": DEFAULT_SERVICENOW_CLIENT_SECRET,
         "refresh_token": token["refresh_token"],
     }
-    async with http.post(f"{sandbox.servicenow_url}/oauth_token.do", data=refresh) as response:
+    async with http.post(f"{sandbox.url('servicenow')}/oauth_token.do", data=refresh) as response:
         assert response.status == 200
         renewed = await response.json()
     async with http.get(
-        f"{sandbox.servicenow_url}{TABLE}",
+        f"{sandbox.url('servicenow')}{TABLE}",
         headers={**JSON, "Authorization": f"Bearer {renewed['access_token']}"},
     ) as r:
         assert r.status == 200
 
     for bad in ({"client_secret": "nope"}, {"password": "nope"}):
-        async with http.post(f"{sandbox.servicenow_url}/oauth_token.do", data={**form, **bad}) as response:
+        async with http.post(f"{sandbox.url('servicenow')}/oauth_token.do", data={**form, **bad}) as response:
             assert response.status == 401
             assert "access_token" not in await response.json()
 
@@ -213,7 +217,7 @@ async def test_oauth_password_and_refresh_grants_issue_working_bearer_tokens(
 async def test_media_types_are_checked_leniently(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    url = f"{sandbox.servicenow_url}{TABLE}"
+    url = f"{sandbox.url('servicenow')}{TABLE}"
     credentials = basic(DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)
     async with http.get(url, headers=credentials, skip_auto_headers=("Accept",)) as r:
         assert r.status == 400
@@ -242,7 +246,7 @@ async def test_media_types_are_checked_leniently(
 async def test_missing_record_is_404_with_the_instance_body(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
-    missing = f"{sandbox.servicenow_url}{TABLE}/{'a' * 32}"
+    missing = f"{sandbox.url('servicenow')}{TABLE}/{'a' * 32}"
     for method in ("GET", "PATCH", "PUT", "DELETE"):
         body = {"short_description": "x"} if method in ("PATCH", "PUT") else None
         async with http.request(method, missing, json=body, headers=AUTH) as response:
@@ -254,7 +258,7 @@ async def test_patch_changes_only_sent_fields_and_journals_notes(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
     created = await create(http, sandbox, {"short_description": "Printer on fire", "urgency": "2"})
-    url = f"{sandbox.servicenow_url}{TABLE}/{created['sys_id']}"
+    url = f"{sandbox.url('servicenow')}{TABLE}/{created['sys_id']}"
     async with http.patch(
         url, json={"work_notes": "Checked the toner", "comments": "We are on it", "impact": "1"}, headers=AUTH
     ) as r:
@@ -278,7 +282,7 @@ async def test_resolving_needs_close_code_and_notes(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
     created = await create(http, sandbox, {"short_description": "VPN down"})
-    url = f"{sandbox.servicenow_url}{TABLE}/{created['sys_id']}"
+    url = f"{sandbox.url('servicenow')}{TABLE}/{created['sys_id']}"
     async with http.patch(url, json={"state": "6", "close_code": "Solution provided"}, headers=AUTH) as r:
         assert r.status == 403
         error = await r.json()
@@ -306,7 +310,7 @@ async def test_resolving_needs_close_code_and_notes(
 
 async def test_delete_removes_the_record(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
     created = await create(http, sandbox, {"short_description": "temp"})
-    url = f"{sandbox.servicenow_url}{TABLE}/{created['sys_id']}"
+    url = f"{sandbox.url('servicenow')}{TABLE}/{created['sys_id']}"
     async with http.delete(url, headers=AUTH) as r:
         assert r.status == 204
     async with http.get(url, headers=AUTH) as r:
@@ -351,7 +355,7 @@ async def test_encoded_query_operators_and_ordering(
 async def test_limit_offset_and_paging_headers(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
     for index in range(5):
         await create(http, sandbox, {"short_description": f"row {index}"})
-    url = f"{sandbox.servicenow_url}{TABLE}"
+    url = f"{sandbox.url('servicenow')}{TABLE}"
 
     async def page(limit: int, offset: int) -> tuple[list[str], dict[str, str], str]:
         params = {
@@ -391,7 +395,7 @@ async def test_fields_display_values_and_reference_links(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
     created = await create(http, sandbox, {"short_description": "ref", "assignment_group": "a" * 32})
-    url = f"{sandbox.servicenow_url}{TABLE}/{created['sys_id']}"
+    url = f"{sandbox.url('servicenow')}{TABLE}/{created['sys_id']}"
 
     async def get(**params: str) -> dict[str, Any]:
         async with http.get(url, params=params, headers=AUTH) as r:
@@ -399,7 +403,7 @@ async def test_fields_display_values_and_reference_links(
             result: dict[str, Any] = (await r.json())["result"]
             return result
 
-    group_link = f"{sandbox.servicenow_url}/api/now/table/sys_user_group/{'a' * 32}"
+    group_link = f"{sandbox.url('servicenow')}/api/now/table/sys_user_group/{'a' * 32}"
     assert (await get())["assignment_group"] == {"link": group_link, "value": "a" * 32}
     assert (await get(sysparm_exclude_reference_link="True"))["assignment_group"] == "a" * 32
     assert (await get(sysparm_exclude_reference_link="false"))["assignment_group"]["value"] == "a" * 32
@@ -414,19 +418,19 @@ async def test_fields_display_values_and_reference_links(
 
 
 async def test_unknown_table_path_and_method(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{sandbox.servicenow_url}/api/now/table/problem", headers=AUTH) as r:
+    async with http.get(f"{sandbox.url('servicenow')}/api/now/table/problem", headers=AUTH) as r:
         assert r.status == 400
         assert (await r.json())["error"]["message"] == "Invalid table problem"
-    async with http.get(f"{sandbox.servicenow_url}/api/now/nothing/here", headers=AUTH) as r:
+    async with http.get(f"{sandbox.url('servicenow')}/api/now/nothing/here", headers=AUTH) as r:
         assert r.status == 400
         assert (await r.json())["error"]["message"] == "Requested URI does not represent any resource"
-    async with http.delete(f"{sandbox.servicenow_url}{TABLE}", headers=AUTH) as r:
+    async with http.delete(f"{sandbox.url('servicenow')}{TABLE}", headers=AUTH) as r:
         assert r.status == 405
         assert (await r.json())["status"] == "failure"
 
 
 async def test_bad_bodies_and_bounds(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
-    url = f"{sandbox.servicenow_url}{TABLE}"
+    url = f"{sandbox.url('servicenow')}{TABLE}"
     headers = {**AUTH, "Content-Type": "application/json"}
     async with http.post(url, data=b"{not json", headers=headers) as r:
         assert r.status == 400
@@ -446,7 +450,7 @@ async def test_ticket_ui_link_opens_a_page(sandbox: RunningSandbox, http: aiohtt
     created = await create(
         http, sandbox, {"short_description": "Broken <b>printer</b>", "work_notes": "toner"}
     )
-    url = f"{sandbox.servicenow_url}/nav_to.do?uri=incident.do?sys_id={created['sys_id']}"
+    url = f"{sandbox.url('servicenow')}/nav_to.do?uri=incident.do?sys_id={created['sys_id']}"
     async with http.get(url) as r:
         assert r.status == 401
         assert r.headers["WWW-Authenticate"].lower().startswith("basic")
@@ -454,5 +458,5 @@ async def test_ticket_ui_link_opens_a_page(sandbox: RunningSandbox, http: aiohtt
         assert r.status == 200
         page = await r.text()
     assert "INC0010001" in page and "Broken &lt;b&gt;printer&lt;/b&gt;" in page and "toner" in page
-    async with http.get(f"{sandbox.servicenow_url}/incident.do?sys_id={'0' * 32}", headers=AUTH) as r:
+    async with http.get(f"{sandbox.url('servicenow')}/incident.do?sys_id={'0' * 32}", headers=AUTH) as r:
         assert r.status == 404

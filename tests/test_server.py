@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
-from server.auth import TokenRegistry
+from server.transport.auth import TokenRegistry
 from tests.gateway import running_gateway
 from tests.rpc import rpc_error
 
@@ -141,13 +141,12 @@ def certificate(tmp_path) -> tuple:
 async def test_serve_with_tls(migrated_database_url: str, certificate: tuple) -> None:
     from pathlib import Path
 
-    from clients.sandbox.config import SandboxConfig
-    from clients.sandbox.runner import start_sandbox
-    from server.app import Gateway, ServeOptions, TlsFiles
+    from sandbox import SandboxConfig, start_sandbox
+    from server.runtime.app import Gateway, ServeOptions, TlsFiles
     from tests.gateway import gateway_config
 
     cert, key = certificate
-    sandbox = await start_sandbox(SandboxConfig(servicenow_port=0, jira_port=0))
+    sandbox = await start_sandbox(SandboxConfig.on_free_ports())
     gateway = Gateway(
         ServeOptions(
             config=gateway_config(migrated_database_url, sandbox, None),

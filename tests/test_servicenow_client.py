@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from clients import registry
 from clients.errors import ErrorKind, PlatformError
-from clients.registry import build_client
-from clients.servicenow import ServiceNowClient
+from clients.servicenow import ServiceNowClient, ServiceNowSettings
 from clients.settings import (
     Credentials,
     HttpSettings,
     RetryPolicy,
-    ServiceNowSettings,
     TimeoutConfig,
 )
 from tests.http_stub import Recorder, cut, serve
@@ -538,13 +537,13 @@ async def test_canary_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> No
 
 async def test_registry_builds_a_servicenow_client() -> None:
     settings = ServiceNowSettings(HttpSettings("http://127.0.0.1:9"), Credentials("basic", "a", "b"))
-    c = build_client("servicenow", settings, RetryPolicy(), TimeoutConfig())
+    c = registry.spec("servicenow").build_client(settings, RetryPolicy(), TimeoutConfig(), None)
     assert c.platform == "servicenow"
     await c.close()
     with pytest.raises(TypeError):
-        build_client("jira", settings, RetryPolicy(), TimeoutConfig())
+        registry.spec("jira").build_client(settings, RetryPolicy(), TimeoutConfig(), None)
     with pytest.raises(ValueError, match="unknown platform"):
-        build_client("remedy", settings, RetryPolicy(), TimeoutConfig())
+        registry.spec("remedy")
 
 
 # -- transport settings -----------------------------------------------------------------------

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import REGISTRY
 
 from itsm.v1 import common_pb2, ticket_service_pb2
-from server.sla import AT_RISK, BREACHED, MET, ON_TRACK, standing
-from server.store import TicketRecord, TicketStore
+from server.domain.records import TicketRecord
+from server.domain.sla import AT_RISK, BREACHED, MET, ON_TRACK, standing
+from server.storage.tickets import TicketStore
 
 SN = common_pb2.PLATFORM_SERVICENOW
 JIRA = common_pb2.PLATFORM_JIRA
@@ -117,7 +118,7 @@ async def test_gateways_sharing_a_database_never_claim_the_same_ticket(store: Ti
     async with store.engine.begin() as connection:
         from sqlalchemy import update
 
-        from server.store import tickets
+        from server.storage.tickets import tickets
 
         await connection.execute(update(tickets).values(sla_state=ON_TRACK))
     lease = now + timedelta(minutes=1)

@@ -13,29 +13,25 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 
-from server.database import (
+from server.domain.records import (
+    CREATED,
+    FAILED,
+    PENDING,
+    PERMANENT,
+    TRANSIENT,
+    TicketRecord,
+)
+from server.service.ports import InvalidPageToken, SlaUpdate, TicketFilter
+from server.storage.database import (
     DEFAULT_DATABASE_URL,
     DatabaseUnavailable,
     UnsupportedDatabaseUrl,
     check_connection,
     create_engine,
 )
-from server.store import (
-    CREATED,
-    FAILED,
-    PENDING,
-    PERMANENT,
-    TRANSIENT,
-    Cursor,
-    InvalidPageToken,
-    SlaUpdate,
-    TicketFilter,
-    TicketRecord,
-    TicketStore,
-    decode_page_token,
-    encode_page_token,
-    tickets,
-)
+from server.storage.page_tokens import Cursor, decode_page_token, encode_page_token
+from server.storage.schema import tickets
+from server.storage.tickets import TicketStore
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 LEASE = timedelta(seconds=120)

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from server.config import ConfigError, ServerLimits, TemplateSpec, load_config
-from server.payload import build_payload
-from server.templates import (
+from server.domain.payload import build_payload
+from server.domain.rules import Limits
+from server.domain.templates import (
     CompiledTemplate,
     JobContext,
     Ref,
     TemplateError,
+    TemplateSpec,
     compile_template,
     compiled_template,
     iso_utc,
@@ -24,11 +25,12 @@ from server.templates import (
     render,
     render_and_validate,
 )
-from server.validation import Reason, Violation, validate
+from server.domain.validation import Reason, Violation, validate
+from server.runtime.config import ConfigError, load_config
 from tests.shipped import CONFIG_PATH, DUMMY_ENV, config
 
 JOB = JobContext(id="job-42", time=datetime(2024, 5, 1, 12, 30, 5, 999_999, tzinfo=UTC))
-LIMITS = ServerLimits()
+LIMITS = Limits()
 
 
 def make(fields: dict[str, str], required: tuple[str, ...] = (), name: str = "t") -> CompiledTemplate:
@@ -266,7 +268,7 @@ def test_a_caller_job_variable_is_reserved_and_does_not_override_job_id() -> Non
 
 
 def test_an_oversized_value_is_a_violation_on_its_variable() -> None:
-    limits = ServerLimits(max_field_value_chars=100)
+    limits = Limits(max_field_value_chars=100)
     template = make({"summary": "{a}{b}"}, required=("a", "b"))
     result = render(template, {"a": "x" * 101, "b": "ok"}, JOB, limits)
     assert pairs(result.violations) == [("variables.a", Reason.MAX_LENGTH)]
@@ -275,7 +277,7 @@ def test_an_oversized_value_is_a_violation_on_its_variable() -> None:
 
 def test_oversized_variables_are_refused_whole() -> None:
     template = make({"summary": "{a}"}, required=("a",))
-    limits = ServerLimits(max_variables_bytes=1000)
+    limits = Limits(max_variables_bytes=1000)
     measured = render(template, {"a": "x" * 2000}, JOB, limits)
     given = render(template, {"a": "x"}, JOB, limits, variables_bytes=1001)
     for result in (measured, given):

@@ -27,7 +27,7 @@ async def test_servicenow_incident_is_created_read_back_and_listed(harness) -> N
     assert ticket.state == common_pb2.TICKET_STATE_CREATED
     assert ticket.external_key.startswith("INC")
     assert len(ticket.external_id) == 32
-    assert ticket.url.startswith(harness.sandbox.servicenow_url)
+    assert ticket.url.startswith(harness.sandbox.url("servicenow"))
     assert ticket.fields["summary"] == "Disk full on db-01"
     assert ticket.fields["contact_type"] == "monitoring"  # a configured default
     assert ticket.attempts == 1

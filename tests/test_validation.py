@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, FieldRule, ServerLimits, load_config
-from server.validation import (
+from server.domain.rules import FieldRule, Limits
+from server.domain.validation import (
     LIST_ITEMS_CAP,
     Reason,
     ValidationResult,
@@ -19,6 +19,7 @@ from server.validation import (
     split_list,
     validate,
 )
+from server.runtime.config import ConfigError, load_config
 from tests.shipped import CONFIG_PATH, DUMMY_ENV, config
 
 
@@ -181,7 +182,7 @@ def test_list_items_are_stripped_and_empty_items_dropped_before_numbering() -> N
 
 def test_a_list_of_only_commas_is_absent() -> None:
     rule = FieldRule(name="tags", path=("tags",), type="list", required=True)
-    result = validate({"tags": rule}, {"tags": " , ,"}, ServerLimits())
+    result = validate({"tags": rule}, {"tags": " , ,"}, Limits())
     assert [(v.field, v.reason) for v in result.violations] == [("tags", Reason.REQUIRED)]
 
 
@@ -207,13 +208,13 @@ CATASTROPHIC = re.compile(r"(a+)+b")
 
 def test_value_over_max_length_never_reaches_a_catastrophic_pattern() -> None:
     rule = FieldRule(name="x", path=("x",), max_length=100, pattern=CATASTROPHIC)
-    result = validate({"x": rule}, {"x": "a" * 1_000_000}, ServerLimits())
+    result = validate({"x": rule}, {"x": "a" * 1_000_000}, Limits())
     assert [(v.field, v.reason) for v in result.violations] == [("x", Reason.MAX_LENGTH)]
 
 
 def test_server_value_cap_applies_when_the_rule_has_no_max_length() -> None:
     rule = FieldRule(name="x", path=("x",), pattern=CATASTROPHIC)
-    limits = ServerLimits(max_field_value_chars=64)
+    limits = Limits(max_field_value_chars=64)
     result = validate({"x": rule}, {"x": "a" * 1_000_000}, limits)
     assert [(v.field, v.reason) for v in result.violations] == [("x", Reason.MAX_LENGTH)]
     assert "at most 64 characters" in result.violations[0].description
@@ -221,20 +222,20 @@ def test_server_value_cap_applies_when_the_rule_has_no_max_length() -> None:
 
 def test_list_items_over_max_length_never_reach_the_pattern() -> None:
     rule = FieldRule(name="x", path=("x",), type="list", max_length=10, pattern=CATASTROPHIC)
-    result = validate({"x": rule}, {"x": "ab," + "a" * 5000 + ",aab"}, ServerLimits())
+    result = validate({"x": rule}, {"x": "ab," + "a" * 5000 + ",aab"}, Limits())
     assert [(v.field, v.reason) for v in result.violations] == [("x[1]", Reason.MAX_LENGTH)]
 
 
 def test_a_whole_list_over_the_server_cap_is_rejected_before_splitting() -> None:
     rule = FieldRule(name="x", path=("x",), type="list", pattern=CATASTROPHIC)
-    limits = ServerLimits(max_field_value_chars=1000)
+    limits = Limits(max_field_value_chars=1000)
     result = validate({"x": rule}, {"x": "a," * 100_000}, limits)
     assert [(v.field, v.reason) for v in result.violations] == [("x", Reason.MAX_LENGTH)]
 
 
 def test_a_list_without_max_items_is_still_capped() -> None:
     rule = FieldRule(name="x", path=("x",), type="list", enum=("y",))
-    result = validate({"x": rule}, {"x": ",".join(["n"] * 5000)}, ServerLimits())
+    result = validate({"x": rule}, {"x": ",".join(["n"] * 5000)}, Limits())
     assert result.violations[0].reason == Reason.MAX_ITEMS
     assert len(result.violations) == 1 + LIST_ITEMS_CAP  # items past the cap are not judged
 

@@ -1,0 +1,51 @@
+"""Applies a platform's FaultState to its API traffic (never to /_sandbox/ control calls)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from sandbox.faults import FaultState
+
+CONTROL_PREFIX = "/_sandbox/"
+
+# Builds the platform's own error answer for an injected status and Retry-After seconds.
+FaultResponder = Callable[[int, int], web.Response]
+
+
+def is_control_path(path: str) -> bool:
+    return path.startswith(CONTROL_PREFIX)
+
+
+def fault_middleware(state: FaultState, respond: FaultResponder) -> Middleware:
+    @web.middleware
+    async def apply_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_control_path(request.path):
+            return await handler(request)
+        state.requests += 1
+        settings = state.settings
+        if settings.latency_ms:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        status = state.roll_error_status()
+        if status is not None:
+            # Answered before the handler runs: an injected error never applies the request.
+            return respond(status, settings.retry_after_seconds)
+        return await handler(request)
+
+    return apply_faults
+
+
+def cut_connection(request: web.Request) -> web.Response:
+    """Close the socket before the first response byte.
+
+    The record is already stored, so the client faces the real ambiguity of a timeout after commit:
+    aiohttp reports ServerDisconnectedError, requests a ConnectionError.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    # Never reaches the wire; the status only labels the access-log line.
+    return web.Response(status=499)

@@ -1,0 +1,39 @@
+"""Outcome labels of a ticket operation: what a call ended with, for metrics and log lines."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from server.domain import errors
+
+# Outcomes of one create call (CreateTicket or CreateTicketFromTemplate):
+#   created      a new ticket was created on the platform
+#   replayed     a repeat of a request_id answered from the store (no new ticket)
+#   invalid      refused before sending: validation or template rendering failed
+#   rejected     the platform or the gateway refused it for good (payload rejected, auth, conflict,
+#                request_id reused with another payload, platform disabled)
+#   unavailable  the platform could not be reached or kept failing; the same request_id may retry
+#   deadline     the caller's deadline ran out
+#   cancelled    the caller went away mid-call
+#   failed       anything else (a bug)
+OUTCOMES: Final = (
+    "created", "replayed", "invalid", "rejected", "unavailable", "deadline", "cancelled", "failed",
+)
+
+
+def outcome_of(error: BaseException | None, *, replayed: bool = False) -> str:
+    """The outcome label for a create call that raised `error` (None: it returned a ticket)."""
+    if error is None:
+        return "replayed" if replayed else "created"
+    if isinstance(error, errors.InvalidArgument):
+        return "invalid"
+    if isinstance(error, errors.FailedPrecondition | errors.NotFound):
+        return "rejected"
+    if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
+        return "unavailable"
+    if isinstance(error, errors.DeadlineExceeded | TimeoutError):
+        return "deadline"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return "failed"

@@ -1,0 +1,1 @@
+"""Logs, redaction at the logging boundary, and metrics."""

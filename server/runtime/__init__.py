@@ -1,0 +1,1 @@
+"""The composition root: configuration, the running gateway, the command line, dev mode."""

@@ -1,0 +1,338 @@
+"""`itsm-gateway`: serve, dev, sandbox, migrate, check-config.
+
+Every failure a person can cause (bad config, port in use, unreachable database) ends with one line
+on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from server.observability.logs import configure_logging
+from server.runtime.app import Gateway, ServeOptions, StartupError, TlsFiles
+from server.runtime.config import ConfigError, GatewayConfig, load_config, parse_config
+from server.runtime.devmode import dev_banner, sandbox_config_overrides
+from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError
+from server.storage.migrate import migrate, schema_status
+from server.transport.auth import TokenRegistry, TokensFileError
+from server.transport.health_probe import DEFAULT_ADDRESS, HealthProbe, check
+
+EXIT_USAGE = 2
+DEFAULT_CONFIG = "config/itsm_config.json"
+
+
+class CliError(Exception):
+    """A one-line reason to stop, with the exit code to stop with."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise CliError(f"{name}={value!r} is not a port number", EXIT_USAGE) from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 0-65535")
+    return port
+
+
+def default_config_path() -> str:
+    """config/itsm_config.json in the working directory, else the copy shipped in the package."""
+    if Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return str(resources.files("server.defaults") / "itsm_config.json")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("ITSM_CONFIG"),
+        help="configuration file (env ITSM_CONFIG; default config/itsm_config.json)",
+    )
+    parser.add_argument(
+        "--grpc-port", type=_port, default=None, help="gRPC port (env ITSM_GRPC_PORT; default 50051)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="Prometheus /metrics port (env ITSM_METRICS_PORT; default 9464)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("ITSM_DATABASE_URL"),
+        help=f"database URL (env ITSM_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )
+    parser.add_argument(
+        "--auth-tokens-file",
+        default=os.environ.get("ITSM_AUTH_TOKENS_FILE"),
+        help="caller tokens file (env ITSM_AUTH_TOKENS_FILE)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sandbox.cli import add_port_arguments, add_sandbox_arguments
+
+    parser = argparse.ArgumentParser(prog="itsm-gateway", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (production)")
+    _add_common(serve)
+    serve.add_argument("--bind", default="[::]", help="gRPC bind address (default all interfaces)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain for gRPC TLS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key for gRPC TLS")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve without a tokens file: every caller is trusted",
+    )
+
+    dev = commands.add_parser("dev", help="zero-setup: gateway + sandbox on 127.0.0.1, SQLite")
+    _add_common(dev)
+    add_port_arguments(dev)
+
+    sandbox = commands.add_parser("sandbox", help="run the platform sandbox only")
+    add_sandbox_arguments(sandbox)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply database migrations")
+    migrate_cmd.add_argument(
+        "--database-url",
+        default=os.environ.get("ITSM_DATABASE_URL"),
+        help=f"database URL (env ITSM_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )
+
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("path", nargs="?", help="file to check (default: as serve would use)")
+
+    probe = commands.add_parser("health", help="gRPC health check of a running gateway (exit 0: SERVING)")
+    probe.add_argument("--address", default=DEFAULT_ADDRESS, help="HOST:PORT (default %(default)s)")
+    probe.add_argument("--service", default="", help="service name to check (default: the whole server)")
+    probe.add_argument("--timeout", type=float, default=3.0, help="seconds (default %(default)s)")
+    probe.add_argument("--tls", action="store_true", help="connect over TLS")
+    probe.add_argument("--tls-ca", type=Path, help="PEM CA (or self-signed cert) to trust")
+    probe.add_argument("--tls-server-name", help="name the server certificate carries, if not the host")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return _dispatch(args)
+    except CliError as exc:
+        print(f"itsm-gateway: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        path = args.path or os.environ.get("ITSM_CONFIG") or default_config_path()
+        config = _load(path)
+        print(f"{path}: OK ({', '.join(config.enabled_platforms())} enabled, "
+              f"{len(config.templates)} templates)")
+        return 0
+    if args.command == "health":
+        serving, seen = check(
+            HealthProbe(args.address, args.service, args.timeout, args.tls or bool(args.tls_ca),
+                        args.tls_ca, args.tls_server_name)
+        )
+        print(f"itsm-gateway health: {seen}", file=sys.stderr)
+        return 0 if serving else 1
+    if args.command == "migrate":
+        return asyncio.run(_migrate(args.database_url or DEFAULT_DATABASE_URL))
+    if args.command == "sandbox":
+        from sandbox.cli import sandbox_config_from_args, serve_sandbox
+
+        return _run_until_signal(serve_sandbox(sandbox_config_from_args(args)))
+    if args.command == "serve":
+        return asyncio.run(_serve(args))
+    return asyncio.run(_dev(args))
+
+
+def _load(path: str, env: dict[str, str] | None = None) -> GatewayConfig:
+    try:
+        return load_config(path, env)
+    except ConfigError as exc:
+        raise CliError(f"config error: {exc}", EXIT_USAGE) from None
+
+
+def _tokens(path: str | None) -> TokenRegistry | None:
+    if not path:
+        return None
+    try:
+        return TokenRegistry.from_file(path)
+    except TokensFileError as exc:
+        raise CliError(f"tokens file error: {exc}", EXIT_USAGE) from None
+
+
+async def _migrate(url: str) -> int:
+    try:
+        await migrate(url)
+        status = await schema_status(url)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    print(f"database schema at revision {status.current} (head)")
+    return 0
+
+
+async def _prepare_database(url: str, *, apply: bool) -> None:
+    """Applies migrations, or (PostgreSQL under serve) refuses a schema that is behind."""
+    try:
+        if apply:
+            await migrate(url)
+            return
+        status = await schema_status(url)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    if not status.up_to_date:
+        raise CliError(
+            f"database schema is at {status.current or 'empty'}, this version needs {status.head}: "
+            "run `itsm-gateway migrate` first"
+        )
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config or default_config_path())
+    tokens = _tokens(args.auth_tokens_file)
+    if tokens is None and not args.allow_unauthenticated:
+        raise CliError(
+            "no tokens file: set ITSM_AUTH_TOKENS_FILE (or --auth-tokens-file), "
+            "or pass --allow-unauthenticated to trust every caller",
+            EXIT_USAGE,
+        )
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    url = args.database_url or DEFAULT_DATABASE_URL
+    await _prepare_database(url, apply=url.startswith("sqlite"))
+    options = ServeOptions(
+        config=config,
+        database_url=url,
+        bind=args.bind,
+        grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("ITSM_GRPC_PORT", 50051),
+        metrics_port=_metrics_port(args),
+        tokens=tokens,
+        tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
+    )
+    return await _run_gateway(options, banner=None)
+
+
+def _metrics_port(args: argparse.Namespace) -> int:
+    if args.metrics_port is not None:
+        return int(args.metrics_port)
+    return _env_int("ITSM_METRICS_PORT", 9464)
+
+
+async def _dev(args: argparse.Namespace) -> int:
+    from sandbox import start_sandbox
+    from sandbox.cli import dev_sandbox_config, ports_from_args
+
+    path = args.config or default_config_path()
+    raw = _read_json(path)
+    try:
+        sandbox = await start_sandbox(dev_sandbox_config(ports_from_args(args)))
+    except OSError as exc:
+        raise CliError(f"cannot start the sandbox: {exc}") from None
+    try:
+        raw, env = sandbox_config_overrides(raw, sandbox.urls)
+        try:
+            config = parse_config(raw, {**os.environ, **env})
+        except ConfigError as exc:
+            raise CliError(f"config error: {exc}", EXIT_USAGE) from None
+        url = args.database_url or DEFAULT_DATABASE_URL
+        await _prepare_database(url, apply=True)
+        options = ServeOptions(
+            config=config,
+            database_url=url,
+            bind="127.0.0.1",
+            grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("ITSM_GRPC_PORT", 50051),
+            metrics_bind="127.0.0.1",
+            metrics_port=_metrics_port(args),
+            tokens=_tokens(args.auth_tokens_file),
+        )
+        tokens = options.tokens is not None
+        return await _run_gateway(options, banner=lambda gw: dev_banner(gw, sandbox, url, tokens))
+    finally:
+        await sandbox.stop()
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"config error: {path}: cannot read: {exc.strerror}", EXIT_USAGE) from None
+    except json.JSONDecodeError as exc:
+        message = f"config error: {path}: invalid JSON at line {exc.lineno}: {exc.msg}"
+        raise CliError(message, EXIT_USAGE) from None
+
+
+async def _run_gateway(options: ServeOptions, banner: Any) -> int:
+    gateway = Gateway(options)
+    try:
+        await gateway.start()
+    except (StartupError, DatabaseError, OSError) as exc:
+        await gateway.stop()
+        raise CliError(str(exc)) from None
+    print(banner(gateway) if banner else f"itsm-gateway serving gRPC on {options.bind}:{gateway.grpc_port}",
+          file=sys.stderr, flush=True)
+    await _wait_for_signal()
+    print("itsm-gateway: shutting down (draining in-flight calls)", file=sys.stderr, flush=True)
+    await gateway.stop()
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _run_until_signal(coro: Any) -> int:
+    async def run() -> int:
+        task = asyncio.ensure_future(coro)
+        waiter = asyncio.ensure_future(_wait_for_signal())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        waiter.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except OSError as exc:
+            raise CliError(str(exc)) from None
+        return 0
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The service's settings: what the configuration file says, as typed values the use cases read.
+
+Built by server/runtime/config.py from the JSON file and the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clients.settings import RetryPolicy, TimeoutConfig
+from server.domain.rules import FieldRule, Limits
+from server.domain.sla import SlaConfig
+from server.domain.templates import TemplateSpec
+
+
+@dataclass(frozen=True)
+class IdempotencyConfig:
+    pending_lease_seconds: float = 150.0  # a PENDING ticket older than this is settled by the reconciler
+    reconcile_interval_seconds: float = 30.0
+    in_flight_wait_seconds: float = 30.0  # how long a repeat waits for the first call, within its deadline
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    name: str
+    enabled: bool
+    settings: Any  # the platform module's own settings (clients.platform.PlatformSettings); None when off
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    platforms: Mapping[str, PlatformConfig]
+    retry_policy: RetryPolicy
+    timeout: TimeoutConfig
+    field_mapping: Mapping[str, Mapping[str, FieldRule]]
+    templates: Mapping[str, TemplateSpec]
+    sla: SlaConfig
+    limits: Limits
+    idempotency: IdempotencyConfig
+
+    def enabled_platforms(self) -> list[str]:
+        return [name for name, p in self.platforms.items() if p.enabled]

@@ -1,0 +1,1 @@
+"""Persistence: the database engine, the schema, repositories, page tokens and migrations."""

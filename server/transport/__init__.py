@@ -1,0 +1,1 @@
+"""The only code that speaks gRPC: servicers, proto conversion, status mapping, interceptors."""

@@ -1,0 +1,117 @@
+"""The gRPC server: interceptors in order, the two services, health (overall, per service, liveness)
+and reflection, limits, TLS and the bind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from itsm.v1 import (
+    template_service_pb2,
+    template_service_pb2_grpc,
+    ticket_service_pb2,
+    ticket_service_pb2_grpc,
+)
+from server.domain.rules import Limits
+from server.service.pipeline import TicketPipeline
+from server.transport.auth import TokenRegistry
+from server.transport.grpc_metrics import GrpcMetricsInterceptor
+from server.transport.interceptors import AuthInterceptor, ErrorInterceptor
+from server.transport.rpc_log import RpcLogInterceptor
+from server.transport.template_servicer import TemplateServicer
+from server.transport.ticket_servicer import TicketServicer
+
+# Health service name for liveness probes: SERVING from start-up until the process exits, drain
+# included (a liveness probe failing during a drain would kill the pod mid-drain). Readiness probes
+# check "" (the whole server), which goes NOT_SERVING when the drain starts.
+LIVENESS_SERVICE = "liveness"
+
+SERVICE_NAMES = (
+    ticket_service_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
+    template_service_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
+)
+
+
+class BindError(Exception):
+    """The port cannot be bound, in one line."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+
+class GrpcServer:
+    """The grpc.aio server with its health service; start() binds and serves."""
+
+    def __init__(
+        self, pipeline: TicketPipeline, limits: Limits, tokens: TokenRegistry | None
+    ) -> None:
+        self.health = health.aio.HealthServicer()
+        self._limits = limits
+        self.server = self._build(pipeline, tokens)
+
+    def _build(self, pipeline: TicketPipeline, tokens: TokenRegistry | None) -> aio.Server:
+        limits = self._limits
+        # Outermost first: metrics and the RPC log see every call, refused ones included.
+        interceptors: list[aio.ServerInterceptor] = [GrpcMetricsInterceptor(), RpcLogInterceptor()]
+        if tokens is not None:
+            interceptors.append(AuthInterceptor(tokens))
+        interceptors.append(ErrorInterceptor(frozenset(SERVICE_NAMES)))
+        server = aio.server(
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.max_send_message_length", limits.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                # Behind a Kubernetes Service (which balances connections, not calls), a bounded
+                # connection age makes callers reconnect and spread over new replicas.
+                ("grpc.max_connection_age_ms", int(limits.max_connection_age_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(limits.shutdown_grace_seconds * 1000)),
+            ],
+        )
+        ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(TicketServicer(pipeline), server)
+        template_service_pb2_grpc.add_TemplateServiceServicer_to_server(
+            TemplateServicer(pipeline), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    def bind(self, address: str, tls: TlsFiles | None) -> int:
+        try:
+            if tls is None:
+                port = self.server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())])
+                port = self.server.add_secure_port(address, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise BindError(f"cannot bind gRPC on {address}: port in use or address unavailable")
+        return port
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+
+    async def set_serving(self, serving: bool) -> None:
+        """Readiness: the whole server and each of our services. Not enter_graceful_shutdown(), which
+        would take liveness down too."""
+        response = health_pb2.HealthCheckResponse
+        status = response.SERVING if serving else response.NOT_SERVING
+        await self.health.set("", status)
+        for name in SERVICE_NAMES:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        await self.server.stop(grace)

@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from yarl import URL
@@ -21,7 +21,7 @@ from yarl import URL
 from clients.errors import ErrorDetail, ErrorKind, PlatformError
 from clients.platform import RetryInfo
 from clients.redaction import Redactor, display_url
-from clients.retry import MIN_ATTEMPT_SECONDS, Budget, plan_wait, server_hint
+from clients.retry import Budget, plan_wait, server_hint
 from clients.settings import HttpSettings, RetryPolicy, TimeoutConfig
 
 log = logging.getLogger("clients.http")
@@ -34,7 +34,6 @@ _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 # These, answered in the platform's own error format, mean the request was refused, not applied.
 _REFUSED_STATUSES = frozenset({429, 503})
 
-T = TypeVar("T")
 Outcome = Literal["ok", "retry", "error"]
 
 
@@ -72,13 +71,6 @@ class Response:
     status: int
     headers: Mapping[str, str]
     data: Any  # parsed JSON; None for an empty body
-
-
-@dataclass(frozen=True)
-class Adopted(Generic[T]):
-    """A non-idempotent request found already applied (by its marker) after an ambiguous failure."""
-
-    value: T
 
 
 @dataclass
@@ -136,7 +128,6 @@ class _Loop:
     call: Call
     req: Request
     attempt: int = 0
-    unresolved_ambiguity: bool = False  # an earlier attempt may have been applied, not yet ruled out
     refreshed_auth: bool = False
 
 
@@ -191,27 +182,9 @@ class HttpTransport:
         return display_url(str(self.base_url) + path)
 
     async def send(self, call: Call, req: Request) -> Response:
-        """Send under the retry policy. A non-idempotent request that fails ambiguously is not
-        sent again: the PlatformError says ambiguous=True."""
-        result = await self._run(call, req, None)
-        assert not isinstance(result, Adopted)  # no reconcile, so nothing can be adopted
-        return result
-
-    async def send_reconciled(
-        self, call: Call, req: Request, reconcile: Callable[[Call], Awaitable[T | None]]
-    ) -> Response | Adopted[T]:
-        """Send a non-idempotent request; after an ambiguous failure, `reconcile` looks for its
-        effect before it is sent again, and a found effect is returned as Adopted."""
-        return await self._run(call, req, reconcile)
-
-    # -- the loop -------------------------------------------------------------------------------
-
-    async def _run(
-        self,
-        call: Call,
-        req: Request,
-        reconcile: Callable[[Call], Awaitable[T | None]] | None,
-    ) -> Response | Adopted[T]:
+        """Send under the retry policy. A non-idempotent request that fails ambiguously (it may have
+        been applied) is never sent again here: the PlatformError says ambiguous=True, and the
+        caller decides, after looking for its effect, whether to send it again."""
         loop = _Loop(call, req)
         while True:
             loop.attempt += 1
@@ -228,22 +201,13 @@ class HttpTransport:
                 if self._auth.invalidate(failure.auth_rejected):
                     self._emit(loop, failure.status, duration, "retry", failure.reason)
                     continue
-            loop.unresolved_ambiguity |= failure.ambiguous
-            stop = self._why_stop(loop, failure, reconcile is not None)
+            stop = self._why_stop(loop, failure)
             wait = (
                 None if stop else plan_wait(loop.attempt, self._policy, failure.hint, call.budget.remaining())
             )
             if stop or wait is None:
                 self._emit(loop, failure.status, duration, "error", failure.reason)
-                error = self._final_error(loop, failure, exhausted=not stop)
-                if error.ambiguous and reconcile is not None:
-                    # No retry left, but a lookup may still turn "maybe applied" into an answer.
-                    found, settled = await self._last_look(loop, reconcile)
-                    if found is not None:
-                        return Adopted(found)
-                    if settled:
-                        raise error.evolve(ambiguous=False, attempts=call.attempts)
-                raise error
+                raise self._final_error(loop, failure, exhausted=not stop)
             self._emit(loop, failure.status, duration, "retry", failure.reason)
             log.info(
                 "%s %s %s: %s on attempt %d, retrying in %.2fs",
@@ -256,47 +220,13 @@ class HttpTransport:
             )
             await asyncio.sleep(wait)
             call.waited += wait
-            if loop.unresolved_ambiguity and reconcile is not None:
-                found = await self._reconcile(loop, reconcile)
-                if found is not None:
-                    return Adopted(found)
-                loop.unresolved_ambiguity = False
 
-    def _why_stop(self, loop: _Loop, failure: _Failure, can_reconcile: bool) -> str | None:
+    def _why_stop(self, loop: _Loop, failure: _Failure) -> str | None:
         if not failure.retryable:
             return failure.reason
-        if failure.ambiguous and not loop.req.idempotent and not can_reconcile:
+        if failure.ambiguous and not loop.req.idempotent:
             return "ambiguous"
         return None
-
-    async def _reconcile(self, loop: _Loop, reconcile: Callable[[Call], Awaitable[T | None]]) -> T | None:
-        try:
-            found = await reconcile(loop.call)
-        except PlatformError as err:
-            # Without a definite answer the first send may stand: never send blind.
-            raise err.evolve(
-                operation=loop.call.operation,
-                ambiguous=True,
-                message=f"marker lookup after an ambiguous failure failed: {err.message}",
-            ) from None
-        if found is not None:
-            log.info(
-                "%s %s: adopted the result of an earlier attempt found by its marker",
-                self.platform,
-                loop.req.operation,
-            )
-        return found
-
-    async def _last_look(
-        self, loop: _Loop, reconcile: Callable[[Call], Awaitable[T | None]]
-    ) -> tuple[T | None, bool]:
-        """(what the lookup found, whether it answered at all)."""
-        if loop.call.budget.remaining() <= MIN_ATTEMPT_SECONDS:
-            return None, False
-        try:
-            return await self._reconcile(loop, reconcile), True
-        except PlatformError:
-            return None, False  # the caller gets the original, ambiguous error
 
     def _final_error(self, loop: _Loop, failure: _Failure, *, exhausted: bool) -> PlatformError:
         call, req = loop.call, loop.req
@@ -319,7 +249,7 @@ class HttpTransport:
             message=self.redact(message),
             field_errors={k: self.redact(v) for k, v in (detail.field_errors if detail else {}).items()},
             attempts=call.attempts,
-            ambiguous=(loop.unresolved_ambiguity or failure.ambiguous) and not req.idempotent,
+            ambiguous=failure.ambiguous and not req.idempotent,
             url=self.url_for(req.path),
         )
 

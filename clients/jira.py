@@ -7,7 +7,6 @@ names fields in errors (fields.summary -> summary) and where a ticket's priority
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import re
@@ -27,11 +26,10 @@ from clients.errors import (
     status_phrase,
     text_of,
 )
-from clients.http import Adopted, AttemptHook, Call, HttpTransport, Request
+from clients.http import AttemptHook, Call, HttpTransport, Request
 from clients.marker import check_identifier, check_marker
 from clients.platform import CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
-from clients.retry import MIN_ATTEMPT_SECONDS
 from clients.settings import Credentials, HttpSettings, RetryPolicy, TimeoutConfig, read_http
 
 PLATFORM = "jira"
@@ -43,9 +41,6 @@ _STATUS_CHUNK = 50
 # System rich-text fields; on v3 they take ADF only.
 _SYSTEM_RICH_TEXT = ("description", "environment")
 _TEXTAREA_SCHEMA = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
-# Search lags indexing: a just-created issue can be missing for a moment. After an ambiguous
-# create these re-queries (seconds apart, 2.5 s in all) cover that window before a resend.
-DEFAULT_SEARCH_RECHECKS: tuple[float, ...] = (0.3, 0.7, 1.5)
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,6 @@ class JiraClient:
         timeout: TimeoutConfig | None = None,
         *,
         on_attempt: AttemptHook | None = None,
-        search_rechecks: tuple[float, ...] = DEFAULT_SEARCH_RECHECKS,
         rich_text_fields: Collection[str] = (),
     ) -> None:
         if settings.credentials.kind not in ("basic", "bearer"):
@@ -89,7 +83,6 @@ class JiraClient:
         self._version = settings.api_version
         self._api = f"/rest/api/{settings.api_version}"
         self._default_project = settings.default_project
-        self._rechecks = search_rechecks
         self._rich_text = frozenset(rich_text_fields) | frozenset(_SYSTEM_RICH_TEXT)
         self._textareas: frozenset[str] | None = None  # discovered custom textarea field ids
         self._http = HttpTransport(
@@ -115,18 +108,17 @@ class JiraClient:
         call = self._http.start("create", deadline)
         body = await self._create_body(call, payload, marker)
         request = Request("create", "POST", f"{self._api}/issue", json=body, idempotent=False)
-        result = await self._http.send_reconciled(call, request, lambda c: self._lookup(c, marker))
-        if isinstance(result, Adopted):
-            return self._ticket(result.value, call, adopted=True)
-        data = result.data if isinstance(result.data, dict) else {}
+        response = await self._http.send(call, request)
+        data = response.data if isinstance(response.data, dict) else {}
         if not isinstance(data.get("id"), str) or not isinstance(data.get("key"), str):
             raise self._bad_response(call, "create answered without an issue id and key", True)
-        return self._ticket(data, call, adopted=False)
+        kept = await self._kept_marker(call, data["id"], marker)
+        return self._ticket(data, call, adopted=False, marker_kept=kept)
 
     async def find_by_marker(self, marker: str, *, deadline: float | None = None) -> CreatedTicket | None:
         check_marker(marker)
         call = self._http.start("find", deadline)
-        issue = await self._lookup(call, marker)
+        issue = await self._search_label(call, marker)
         return None if issue is None else self._ticket(issue, call, adopted=True)
 
     async def get_statuses(
@@ -142,9 +134,9 @@ class JiraClient:
     # -- Jira operations ------------------------------------------------------------------------
 
     async def find_by_label(self, label: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        """The oldest issue carrying `label`, re-checked across the search-index lag."""
+        """The oldest issue carrying `label` (as far as the search index knows yet)."""
         check_marker(label)
-        return await self._lookup(self._http.start("find", deadline), label)
+        return await self._search_label(self._http.start("find", deadline), label)
 
     async def get(self, key: str, *, deadline: float | None = None) -> Reply:
         check_identifier(PLATFORM, "get", key, _ISSUE)
@@ -202,11 +194,8 @@ class JiraClient:
         if fields:
             body["fields"] = fields
         request = Request("transition", "POST", path, json=body, idempotent=False)
-        # Resending a transition the platform already applied would fail (the issue has moved
-        # on); checking where the issue stands answers the ambiguity instead.
-        await self._http.send_reconciled(
-            call, request, lambda c: self._has_status(c, key, target_status, chosen)
-        )
+        # Never resent here after an ambiguous failure: the caller checks where the issue stands.
+        await self._http.send(call, request)
         return Reply({"transition_id": str(chosen["id"]), "status": target_status}, call.retry_info())
 
     # -- internals ------------------------------------------------------------------------------
@@ -273,25 +262,20 @@ class JiraClient:
         self._textareas = frozenset(found)
         return self._textareas
 
-    async def _lookup(self, call: Call, marker: str) -> dict[str, Any] | None:
-        issue = await self._search_label(call, marker)
-        for delay in self._rechecks:
-            if issue is not None:
-                return issue
-            if delay + MIN_ATTEMPT_SECONDS > call.budget.remaining():
-                # Absence is only known once the whole index-lag window was covered.
-                raise PlatformError(
-                    platform=PLATFORM,
-                    operation=call.operation,
-                    kind=ErrorKind.DEADLINE if call.budget.caller_bound else ErrorKind.UNAVAILABLE,
-                    status=call.last_status,
-                    attempts=call.attempts,
-                    message="no time left to re-check the search index for the marker",
-                )
-            await asyncio.sleep(delay)
-            call.waited += delay
-            issue = await self._search_label(call, marker)
-        return issue
+    async def _kept_marker(self, call: Call, issue_id: str, marker: str) -> bool | None:
+        """Whether the new issue carries the marker label. Jira's create answer holds no fields, so
+        it is read back (a plain GET: consistent, unlike search). None when the read fails: the
+        issue exists either way, and the next create asks again."""
+        request = Request("verify", "GET", f"{self._api}/issue/{issue_id}", params={"fields": "labels"})
+        try:
+            response = await self._http.send(call, request)
+        except PlatformError:
+            return None
+        fields = response.data.get("fields") if isinstance(response.data, dict) else None
+        if not isinstance(fields, dict):
+            return None
+        labels = fields.get("labels") or []
+        return isinstance(labels, list) and marker in labels
 
     async def _search_label(self, call: Call, marker: str) -> dict[str, Any] | None:
         params = {
@@ -352,7 +336,9 @@ class JiraClient:
         wanted = {target.casefold(), _to_name(chosen).casefold()} - {""}
         return True if str(status).casefold() in wanted else None
 
-    def _ticket(self, issue: dict[str, Any], call: Call, *, adopted: bool) -> CreatedTicket:
+    def _ticket(
+        self, issue: dict[str, Any], call: Call, *, adopted: bool, marker_kept: bool | None = None
+    ) -> CreatedTicket:
         key = str(issue["key"])
         return CreatedTicket(
             external_id=str(issue["id"]),
@@ -361,6 +347,7 @@ class JiraClient:
             adopted=adopted,
             retry=call.retry_info(),
             raw=issue,
+            marker_kept=marker_kept,
         )
 
     def _bad_response(self, call: Call, message: str, applied: bool) -> PlatformError:
@@ -462,4 +449,8 @@ SPEC = PlatformSpec(
     build_client=_build,
     error_field=error_field,
     priority_of=priority_of,
+    # A commit landing up to 5 s late, plus a second's margin; an issue becomes searchable (JQL, by
+    # label) up to 10 s after its commit on Jira Cloud.
+    confirmation_delay=6.0,
+    search_confirmation_delay=16.0,
 )

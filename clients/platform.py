@@ -40,6 +40,9 @@ class CreatedTicket:
     adopted: bool  # True when found through the marker after an ambiguous failure, not created now
     retry: RetryInfo
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Whether the platform kept the marker (the create's answer carried it back); None: not known.
+    # A platform that drops it cannot be kept exactly-once (clients can only warn: the service acts).
+    marker_kept: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class PlatformClient(Protocol):
     async def create(
         self, payload: dict[str, Any], marker: str, *, deadline: float | None = None
     ) -> CreatedTicket:
-        """Create exactly one ticket carrying `marker`.
+        """Create one ticket carrying `marker`, retrying only failures that were certainly not
+        applied. One that may have been (a timeout, a cut connection, a 5xx) is not sent again: it
+        raises PlatformError(ambiguous=True), and the caller looks the marker up before any re-send.
 
         deadline: absolute time.monotonic() after which no attempt or wait may run (the caller's
         gRPC deadline); the effective budget is min(deadline, now + timeout.total).
@@ -77,7 +82,8 @@ class PlatformClient(Protocol):
     async def find_by_marker(
         self, marker: str, *, deadline: float | None = None
     ) -> CreatedTicket | None:
-        """The ticket stamped with `marker`, or None. Covers eventual consistency where needed."""
+        """The ticket stamped with `marker`, or None. One query: the caller waits out the platform's
+        commit and search lag (its confirmation delay) before it asks."""
         ...
 
     async def get_statuses(
@@ -115,3 +121,8 @@ class PlatformSpec:
     error_field: Callable[[tuple[str, ...]], str]
     # The priority an SLA policy is chosen by, from the canonical fields.
     priority_of: Callable[[Mapping[str, str]], str]
+    # Seconds after an ambiguous attempt ended within which the platform may still apply it (a commit
+    # landing late), and, for look-ups through its search index, the longer time until the result is
+    # searchable too. A marker look-up made earlier could miss a ticket that is about to appear.
+    confirmation_delay: float = 6.0
+    search_confirmation_delay: float = 6.0

@@ -22,7 +22,7 @@ from clients.errors import (
     status_phrase,
     text_of,
 )
-from clients.http import Adopted, AttemptHook, AuthProvider, Call, HttpTransport, Request
+from clients.http import AttemptHook, AuthProvider, Call, HttpTransport, Request
 from clients.marker import check_identifier, check_marker
 from clients.platform import CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
@@ -114,13 +114,14 @@ class ServiceNowClient:
         # The marker wins over any correlation_id in the payload: it is what dedup looks up.
         body = {**payload, "correlation_id": marker}
         request = Request("create", "POST", self._path, params=_PLAIN, json=body, idempotent=False)
-        result = await self._http.send_reconciled(call, request, lambda c: self._lookup(c, marker))
-        if isinstance(result, Adopted):
-            return self._ticket(result.value, call, adopted=True)
-        record = _result_object(result.data)
+        response = await self._http.send(call, request)
+        record = _result_object(response.data)
         if record is None or not _SYS_ID.fullmatch(str(record.get("sys_id", ""))):
             raise self._bad_response(call, "create answered without a record sys_id", applied=True)
-        return self._ticket(record, call, adopted=False)
+        # An ACL or business rule that blanks correlation_id shows here: the record comes back
+        # without it, and could never be found by it.
+        kept = record.get("correlation_id") == marker
+        return self._ticket(record, call, adopted=False, marker_kept=kept)
 
     async def find_by_marker(self, marker: str, *, deadline: float | None = None) -> CreatedTicket | None:
         check_marker(marker)
@@ -244,7 +245,9 @@ class ServiceNowClient:
             statuses.append(TicketStatus(sys_id, state, _acknowledged(state), state in _RESOLVED_STATES))
         return statuses
 
-    def _ticket(self, record: dict[str, Any], call: Call, *, adopted: bool) -> CreatedTicket:
+    def _ticket(
+        self, record: dict[str, Any], call: Call, *, adopted: bool, marker_kept: bool | None = None
+    ) -> CreatedTicket:
         sys_id = str(record["sys_id"])
         base = str(self._http.base_url)
         return CreatedTicket(
@@ -254,6 +257,7 @@ class ServiceNowClient:
             adopted=adopted,
             retry=call.retry_info(),
             raw=record,
+            marker_kept=marker_kept,
         )
 
     def _bad_response(self, call: Call, message: str, *, applied: bool) -> PlatformError:
@@ -340,4 +344,8 @@ SPEC = PlatformSpec(
     build_client=_build,
     error_field=error_field,
     priority_of=priority_of,
+    # A commit landing up to 5 s after the answer (a load balancer's 504 while the insert still
+    # runs), plus a second's margin. Its table queries read committed rows: no search lag.
+    confirmation_delay=6.0,
+    search_confirmation_delay=6.0,
 )

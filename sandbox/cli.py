@@ -90,6 +90,8 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "--drop-after-commit-rate", type=_checked("drop_after_commit_rate", float), default=0.0
     )
     faults.add_argument("--search-lag-ms", type=_checked("search_lag_ms", int), default=0)
+    faults.add_argument("--late-commit-rate", type=_checked("late_commit_rate", float), default=0.0)
+    faults.add_argument("--late-commit-ms", type=_checked("late_commit_ms", int), default=3000)
     faults.add_argument("--seed", type=int, default=None, help="makes fault sequences reproducible")
     parser.add_argument("--max-records", type=int, default=SandboxLimits().max_records)
 
@@ -104,6 +106,8 @@ def sandbox_config_from_args(args: argparse.Namespace) -> SandboxConfig:
             "latency_ms": args.latency_ms,
             "drop_after_commit_rate": args.drop_after_commit_rate,
             "search_lag_ms": args.search_lag_ms,
+            "late_commit_rate": args.late_commit_rate,
+            "late_commit_ms": args.late_commit_ms,
         }
     )
     if bool(args.tls_cert) != bool(args.tls_key):

@@ -49,3 +49,21 @@ def cut_connection(request: web.Request) -> web.Response:
         transport.close()
     # Never reaches the wire; the status only labels the access-log line.
     return web.Response(status=499)
+
+
+def commit_late(state: FaultState, apply: Callable[[], object]) -> web.Response | None:
+    """When the dice say so, answers 504 now (as a load balancer that gave up would, in plain text)
+    and applies the write late_commit_ms later; else None, and the caller applies it now. Faults
+    in the delayed write (a full store, a data policy) are the platform's own: they are dropped."""
+    if not state.roll_late_commit():
+        return None
+
+    def later() -> None:
+        try:
+            apply()
+        except Exception:  # the write failed on the platform: nobody hears of it, as in reality
+            pass
+
+    asyncio.get_running_loop().call_later(state.settings.late_commit_ms / 1000, later)
+    page = "<html><body>504 Gateway Time-out</body></html>"
+    return web.Response(status=504, text=page, content_type="text/html")

@@ -34,10 +34,18 @@ class FaultSettings:
     latency_ms: int = 0  # added before every API request
     drop_after_commit_rate: float = 0.0  # share of creates stored, then answered by a cut connection
     search_lag_ms: int = 0  # Jira only: how long a new issue stays invisible to search
+    # Share of writes answered 504 at once (a load balancer giving up) while the write itself still
+    # lands, late_commit_ms later: the failure that catches a client re-sending too soon.
+    late_commit_rate: float = 0.0
+    late_commit_ms: int = 3000
+    # Fields the platform silently blanks on every write, as an ACL or a business rule would (the
+    # gateway's correlation marker: "correlation_id" on ServiceNow, "labels" on Jira).
+    dropped_fields: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["statuses"] = list(self.statuses)
+        data["dropped_fields"] = list(self.dropped_fields)
         return data
 
     def merged(self, patch: Mapping[str, Any]) -> FaultSettings:
@@ -85,6 +93,15 @@ def _statuses(key: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _field_names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > 20:
+        raise FaultSettingsError(key, "must be a list of at most 20 field names")
+    for name in value:
+        if not isinstance(name, str) or not 0 < len(name) <= 80:
+            raise FaultSettingsError(key, "every field name must be a string of 1 to 80 characters")
+    return tuple(value)
+
+
 _PARSERS: dict[str, Any] = {
     "error_rate": _rate,
     "statuses": _statuses,
@@ -92,6 +109,9 @@ _PARSERS: dict[str, Any] = {
     "latency_ms": _bounded_int(MAX_LATENCY_MS),
     "drop_after_commit_rate": _rate,
     "search_lag_ms": _bounded_int(MAX_SEARCH_LAG_MS),
+    "late_commit_rate": _rate,
+    "late_commit_ms": _bounded_int(MAX_LATENCY_MS),
+    "dropped_fields": _field_names,
 }
 
 
@@ -116,6 +136,13 @@ class FaultState:
 
     def roll_drop_after_commit(self) -> bool:
         rate = self.settings.drop_after_commit_rate
+        if rate <= 0.0 or self._rng.random() >= rate:
+            return False
+        self.faults_injected += 1
+        return True
+
+    def roll_late_commit(self) -> bool:
+        rate = self.settings.late_commit_rate
         if rate <= 0.0 or self._rng.random() >= rate:
             return False
         self.faults_injected += 1

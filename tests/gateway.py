@@ -60,6 +60,7 @@ def gateway_config(
     sandbox: RunningSandbox,
     mutate: Callable[[dict[str, Any]], None] | None,
     env: dict[str, str] | None = None,
+    platform_urls: dict[str, str] | None = None,
 ):
     raw = json.loads(SHIPPED_CONFIG.read_text())
     raw["limits"]["shutdown_drain_seconds"] = 0
@@ -69,9 +70,13 @@ def gateway_config(
     # ...and a short budget, so an uncertain outcome is settled within a test's time.
     raw["timeout"]["total_seconds"] = 4
     raw["idempotency"]["pending_lease_seconds"] = 18
+    # The sandbox commits at once and its search does not lag unless a test says so: short
+    # confirmation delays keep ambiguous failures quick to settle.
+    for block in raw["platforms"].values():
+        block.update(confirmation_delay_seconds=0.2, search_confirmation_delay_seconds=0.4)
+    raw, sandbox_env = sandbox_config_overrides(raw, {**sandbox.urls, **(platform_urls or {})})
     if mutate:
         mutate(raw)
-    raw, sandbox_env = sandbox_config_overrides(raw, sandbox.urls)
     return parse_config(raw, {**sandbox_env, **(env or {})})
 
 
@@ -83,11 +88,14 @@ async def running_gateway(
     mutate: Callable[[dict[str, Any]], None] | None = None,
     sandbox_config: SandboxConfig | None = None,
     env: dict[str, str] | None = None,
+    platform_urls: dict[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
+    """The gateway on the sandbox (or, per platform, on platform_urls: a stub server), its config
+    mutated by `mutate` after the sandbox settings are in."""
     sandbox = await start_sandbox(sandbox_config or SandboxConfig.on_free_ports())
     try:
         options = ServeOptions(
-            config=gateway_config(database_url, sandbox, mutate, env),
+            config=gateway_config(database_url, sandbox, mutate, env, platform_urls),
             database_url=database_url,
             bind="127.0.0.1",
             grpc_port=0,

@@ -3,65 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.gateway import SHIPPED_CONFIG
-
-ENV = {
-    "SERVICENOW_USERNAME": "svc",
-    "SERVICENOW_PASSWORD": "pw",
-    "JIRA_EMAIL": "bot@example.com",
-    "JIRA_API_TOKEN": "tok",
-}
-
-
-def gateway(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    full_env = {**os.environ, **ENV, **(env or {})}
-    full_env.pop("ITSM_AUTH_TOKENS_FILE", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.runtime.cli", *args],
-        cwd=cwd,
-        env={**full_env, "PYTHONPATH": os.pathsep.join([str(SHIPPED_CONFIG.parent.parent), str(SHIPPED_CONFIG.parent.parent / "gen")])},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    process = gateway(*args, cwd=cwd, env=env)
-    _, err = process.communicate(timeout=60)
-    return process.returncode, err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_serving(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise AssertionError("the gateway did not become SERVING")
+from tests.processes import SHIPPED_CONFIG, free_port, gateway, run, wait_serving
 
 
 def test_check_config_accepts_the_shipped_file(tmp_path: Path) -> None:

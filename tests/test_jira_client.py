@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -51,6 +52,7 @@ class FakeJira:
         self.create_plan: list[str] = []  # per create: "ok", "cut"
         self.search_lag = 0.0
         self.drop_label_filter = False
+        self.drop_labels = False
         self.search_bodies: list[dict[str, Any]] = []
 
     def routes(self) -> dict[tuple[str, str], Any]:
@@ -88,6 +90,8 @@ class FakeJira:
                 jira_error([], {"description": "Operation value must be an Atlassian Document"}),
                 status=400,
             )
+        if self.drop_labels:
+            fields = {k: v for k, v in fields.items() if k != "labels"}
         issue_id = str(10000 + len(self.issues))
         key = f"{fields['project']['key']}-{len(self.issues) + 1}"
         issue = {
@@ -227,7 +231,8 @@ async def test_v2_create_appends_the_marker_label() -> None:
     assert fields["project"] == {"key": "OPS"}
     assert fields["description"] == "plain *wiki*"
     assert (ticket.external_key, ticket.url) == ("OPS-1", f"{base}/browse/OPS-1")
-    assert not ticket.adopted and ticket.retry.attempts == 1
+    assert not ticket.adopted and ticket.retry.attempts == 2  # the create, and reading the label back
+    assert ticket.marker_kept is True
 
 
 async def test_v3_create_converts_rich_text_to_adf() -> None:
@@ -263,51 +268,55 @@ async def test_v3_comment_is_adf_and_v2_plain() -> None:
         assert body == (text_to_adf("first\nsecond") if version == 3 else "first\nsecond")
 
 
-async def test_ambiguous_create_adopts_across_search_lag() -> None:
+async def test_an_ambiguous_create_is_never_resent_and_search_finds_it_after_its_lag() -> None:
+    """A cut after commit: the client says so and sends nothing more. Search lags the commit, so a
+    look-up right away misses the issue; one made after the lag finds it (the caller waits the
+    platform's confirmation delay before it looks)."""
     jira = FakeJira(3)
     jira.search_lag = 0.6  # the new issue stays invisible to search this long
     jira.create_plan = ["cut"]
     async with serve(jira.routes(), jira.seen) as base:
-        c = client(base, 3, search_rechecks=(0.3, 0.3, 0.3, 0.3))
-        ticket = await c.create(payload(), "m-lag")
-        await c.close()
-    assert ticket.adopted
-    assert len(jira.issues) == 1
-    assert jira.seen.count("POST", "/rest/api/3/issue") == 1
-    searches = jira.seen.matching("GET", "/rest/api/3/search/jql")
-    assert len(searches) >= 2  # the first look missed it
-    assert searches[0].query["jql"].startswith('labels = "m-lag"')
-
-
-async def test_ambiguous_create_with_nothing_stored_is_resent_after_the_window() -> None:
-    jira = FakeJira(2)
-
-    async def refuse_then_create(request: web.Request) -> web.StreamResponse:
-        if not jira.seen.matching("GET"):
-            return web.Response(status=504, text="Gateway Timeout")  # nothing stored
-        return await jira.create(request)
-
-    routes = jira.routes() | {("POST", "/rest/api/2/issue"): refuse_then_create}
-    async with serve(routes, jira.seen) as base:
-        c = client(base, 2, search_rechecks=(0.05, 0.05))
-        ticket = await c.create(payload(), "m-504")
-        await c.close()
-    assert not ticket.adopted and len(jira.issues) == 1
-    assert jira.seen.count("GET", "/rest/api/2/search") == 3  # first look and two re-checks
-
-
-async def test_lookup_without_time_for_the_window_does_not_resend() -> None:
-    jira = FakeJira(2)
-    jira.search_lag = 60
-    jira.create_plan = ["cut"]
-    async with serve(jira.routes(), jira.seen) as base:
-        c = client(base, 2, search_rechecks=(5.0,))
+        c = client(base, 3)
         with pytest.raises(PlatformError) as caught:
-            await c.create(payload(), "m-short", deadline=time.monotonic() + 2)
+            await c.create(payload(), "m-lag")
+        too_early = await c.find_by_marker("m-lag")
+        await asyncio.sleep(0.7)
+        found = await c.find_by_marker("m-lag")
         await c.close()
-    err = caught.value
-    assert (err.kind, err.ambiguous) == (ErrorKind.DEADLINE, True)
-    assert len(jira.issues) == 1
+    assert caught.value.ambiguous
+    assert too_early is None
+    assert found is not None and found.adopted and found.external_key == "OPS-1"
+    assert len(jira.issues) == 1 and jira.seen.count("POST", "/rest/api/3/issue") == 1
+    search = jira.seen.matching("GET", "/rest/api/3/search/jql")[0]
+    assert search.query["jql"].startswith('labels = "m-lag"')
+
+
+async def test_a_gateway_timeout_to_a_create_is_ambiguous() -> None:
+    jira = FakeJira(2)
+
+    async def gateway_timeout(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=504, text="Gateway Timeout")
+
+    routes = jira.routes() | {("POST", "/rest/api/2/issue"): gateway_timeout}
+    async with serve(routes, jira.seen) as base:
+        c = client(base, 2)
+        with pytest.raises(PlatformError) as caught:
+            await c.create(payload(), "m-504")
+        await c.close()
+    assert caught.value.ambiguous and caught.value.status == 504
+    assert jira.seen.count("POST", "/rest/api/2/issue") == 1
+
+
+async def test_create_says_whether_the_issue_kept_its_marker_label() -> None:
+    """Jira's create answer holds no fields: the label is read back (a consistent GET)."""
+    jira = FakeJira(2)
+    async with serve(jira.routes(), jira.seen) as base:
+        c = client(base)
+        kept = await c.create(payload(), "m-kept")
+        jira.drop_labels = True  # a create screen without the labels field drops them
+        dropped = await c.create(payload(), "m-gone")
+        await c.close()
+    assert (kept.marker_kept, dropped.marker_kept) == (True, False)
 
 
 async def test_search_that_ignores_the_label_is_caught() -> None:
@@ -322,10 +331,10 @@ async def test_search_that_ignores_the_label_is_caught() -> None:
     assert caught.value.kind is ErrorKind.BAD_RESPONSE
 
 
-async def test_find_by_marker_rechecks_then_reports_absence() -> None:
+async def test_find_by_marker_finds_or_reports_absence() -> None:
     jira = FakeJira(2)
     async with serve(jira.routes(), jira.seen) as base:
-        c = client(base, search_rechecks=(0.01, 0.01))
+        c = client(base)
         created = await c.create(payload(), "m-f")
         found = await c.find_by_marker("m-f")
         missing = await c.find_by_marker("m-none")
@@ -384,8 +393,8 @@ async def test_bearer_pat_and_iso_reset_header() -> None:
     first, second = jira.seen.matching("POST", "/rest/api/2/issue")
     assert second.at - first.at >= 0.9  # waited for the reset instant
     assert first.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert ticket.retry.attempts == 2 and len(jira.issues) == 1
-    assert jira.seen.count("GET") == 0  # a platform 429 was not applied: no lookup
+    assert ticket.retry.attempts == 3 and len(jira.issues) == 1  # 429, created, label read back
+    assert jira.seen.count("GET", "/rest/api/2/search") == 0  # a platform 429 was not applied: no look-up
 
 
 # -- follow-up operations ---------------------------------------------------------------------
@@ -407,16 +416,18 @@ async def test_transition_resolves_the_id_by_target_status() -> None:
     assert err.field_errors == {"transition": "available: Done, In Progress"}
 
 
-async def test_transition_cut_after_apply_is_confirmed_not_resent() -> None:
+async def test_a_transition_cut_after_apply_is_ambiguous_and_not_resent() -> None:
     jira = FakeJira(2)
     async with serve(jira.routes(), jira.seen) as base:
         c = client(base)
         t = await c.create(payload(), "m-tc")
         jira.create_plan = ["cut-transition"]
-        reply = await c.transition(t.external_key, "In Progress")
+        with pytest.raises(PlatformError) as caught:
+            await c.transition(t.external_key, "In Progress")
         await c.close()
-    assert reply.data["transition_id"] == "11"
+    assert caught.value.ambiguous
     assert jira.seen.count("POST", f"/rest/api/2/issue/{t.external_key}/transitions") == 1
+    assert jira.issues[t.external_id]["fields"]["status"]["name"] == "In Progress"
 
 
 async def test_get_update_and_statuses_v2_and_v3() -> None:

@@ -143,6 +143,31 @@ async def test_drop_after_commit_stores_the_record_and_cuts_the_connection(
         assert await stats(http, base) == {"records": 1, "requests": 2, "faults_injected": 1}
 
 
+async def test_late_commit_answers_504_at_once_and_stores_the_record_later(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    """A load balancer's 504 while the write still runs: the record appears late_commit_ms later,
+    exactly the window a client must not re-send in."""
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
+    for base in (sn, jira):
+        await put_faults(http, base, {"late_commit_rate": 1.0, "late_commit_ms": 300})
+    async with http.post(
+        f"{sn}{INCIDENTS}", json={"short_description": "x", "correlation_id": "late-1"}, headers=SN_AUTH
+    ) as r:
+        assert r.status == 504 and "Gateway" in await r.text()
+    async with http.post(f"{jira}{ISSUES}", json=JIRA_TASK, headers=JIRA_AUTH) as r:
+        assert r.status == 504
+    for base in (sn, jira):
+        assert (await stats(http, base))["records"] == 0
+    await asyncio.sleep(0.5)
+    for base in (sn, jira):
+        assert await stats(http, base) == {"records": 1, "requests": 1, "faults_injected": 1}
+    async with http.get(
+        f"{sn}{INCIDENTS}", params={"sysparm_query": "correlation_id=late-1"}, headers=SN_AUTH
+    ) as r:
+        assert len((await r.json())["result"]) == 1
+
+
 async def test_partial_put_merges_and_bad_values_name_the_key(
     sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
@@ -162,6 +187,8 @@ async def test_partial_put_merges_and_bad_values_name_the_key(
         ({"latency_ms": "10"}, "latency_ms"),
         ({"drop_after_commit_rate": -0.1}, "drop_after_commit_rate"),
         ({"search_lag_ms": 1.5}, "search_lag_ms"),
+        ({"late_commit_rate": -0.1}, "late_commit_rate"),
+        ({"late_commit_ms": 10**9}, "late_commit_ms"),
         ({"error_rate": 0.5, "typo": 1}, "typo"),
     ):
         status, error = await put_faults(http, base, bad)

@@ -49,7 +49,10 @@ async def test_health_says_serving(harness, service: str) -> None:
 
 
 async def test_health_goes_not_serving_on_shutdown(migrated_database_url: str) -> None:
-    async with running_gateway(migrated_database_url) as h:
+    def drain(raw: dict) -> None:
+        raw["limits"]["shutdown_drain_seconds"] = 1
+
+    async with running_gateway(migrated_database_url, mutate=drain) as h:
         watch = h.health.Watch(health_pb2.HealthCheckRequest(service=""))
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING

@@ -6,11 +6,17 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
+from sqlalchemy import select, update
 
 from itsm.v1 import common_pb2, ticket_service_pb2
-from server.domain.records import TicketRecord
+from server.domain.records import CREATE, CREATED, OperationRecord, TicketRecord
 from server.domain.sla import AT_RISK, BREACHED, MET, ON_TRACK, standing
+from server.service.ports import NewTicket, SlaTargets
+from server.storage.database import create_engine
+from server.storage.operations import OperationStore
+from server.storage.schema import tickets
 from server.storage.tickets import TicketStore
+from tests.gateway import running_gateway
 
 SN = common_pb2.PLATFORM_SERVICENOW
 JIRA = common_pb2.PLATFORM_JIRA
@@ -31,6 +37,24 @@ async def create_p1(harness, request_id: str) -> ticket_service_pb2.GetTicketRes
             platform=SN, request_id=request_id, fields={"summary": "down", "impact": "1", "urgency": "1"}
         )
     )
+
+
+async def age(harness, ticket_id: str, minutes: float) -> None:
+    """Moves a ticket's creation and due times into the past: its SLA clock has run this long. (The
+    sync reads the database's clock, which a test cannot set.)"""
+    shift = timedelta(minutes=minutes)
+    engine = harness.gateway._store.engine
+    async with engine.begin() as connection:
+        row = (await connection.execute(select(tickets).where(tickets.c.id == ticket_id))).one()
+        await connection.execute(
+            update(tickets)
+            .where(tickets.c.id == ticket_id)
+            .values(
+                create_time=row.create_time - shift,
+                response_due=row.response_due - shift,
+                resolution_due=row.resolution_due - shift,
+            )
+        )
 
 
 async def get(harness, ticket_id: str):
@@ -54,7 +78,7 @@ async def test_a_new_ticket_gets_its_priority_targets(harness) -> None:
 
 async def test_a_ticket_resolved_in_the_sandbox_shows_up_resolved_after_the_next_sync(harness) -> None:
     ticket = (await create_p1(harness, "resolve-me")).ticket
-    client = harness.gateway.pipeline.clients["servicenow"]
+    client = harness.gateway._clients["servicenow"]
     await client.resolve(ticket.external_id, "Solution provided", "fixed the disk")
     before = open_tickets("servicenow", "met")
 
@@ -71,7 +95,7 @@ async def test_jira_in_progress_is_acknowledged_then_done_is_resolved(harness) -
     reply = await harness.tickets.CreateTicket(
         ticket_service_pb2.CreateTicketRequest(platform=JIRA, request_id="flow", fields={"summary": "s"})
     )
-    client = harness.gateway.pipeline.clients["jira"]
+    client = harness.gateway._clients["jira"]
     await client.transition(reply.ticket.external_key, "In Progress")
     await harness.gateway.sla_sync.run_once()
     working = await get(harness, reply.ticket.id)
@@ -86,16 +110,18 @@ async def test_jira_in_progress_is_acknowledged_then_done_is_resolved(harness) -
 
 async def test_at_risk_then_breached_counted_once_and_listed(harness) -> None:
     ticket = (await create_p1(harness, "late")).ticket
-    created = ticket.create_time.ToDatetime(tzinfo=UTC)
 
-    await harness.gateway.sla_sync.run_once(now=created + timedelta(minutes=12))  # 80% of 15 min
+    await age(harness, ticket.id, 12)  # 80% of 15 min
+    await harness.gateway.sla_sync.run_once()
     assert (await get(harness, ticket.id)).sla.state == common_pb2.SLA_STATE_AT_RISK
 
     before = breaches("servicenow", "1", "response")
-    await harness.gateway.sla_sync.run_once(now=created + timedelta(minutes=16))
+    await age(harness, ticket.id, 4)
+    await harness.gateway.sla_sync.run_once()
     assert (await get(harness, ticket.id)).sla.state == common_pb2.SLA_STATE_BREACHED
     assert breaches("servicenow", "1", "response") == before + 1
-    await harness.gateway.sla_sync.run_once(now=created + timedelta(minutes=17))
+    await age(harness, ticket.id, 1)
+    await harness.gateway.sla_sync.run_once()
     assert breaches("servicenow", "1", "response") == before + 1  # once per ticket and kind
 
     listed = await harness.tickets.ListTickets(
@@ -108,27 +134,63 @@ async def test_at_risk_then_breached_counted_once_and_listed(harness) -> None:
     assert list(on_track.tickets) == []
 
 
-async def test_gateways_sharing_a_database_never_claim_the_same_ticket(store: TicketStore) -> None:
-    now = datetime.now(UTC)
-    for i in range(30):
-        record = TicketRecord.new(platform="jira", request_id=f"r{i}", now=now, lease_until=now)
-        record, _ = await store.reserve(record)
-        await store.record_created(record.id, external_id=str(10000 + i), external_key=f"OPS-{i}", url="u", attempts=1, now=now)
-    # Created tickets carry an SLA state once the pipeline planned them; emulate that here.
-    async with store.engine.begin() as connection:
-        from sqlalchemy import update
+async def _created_tickets(url: str, count: int) -> None:
+    engine = create_engine(url)
+    ledger = OperationStore(engine)
+    try:
+        for i in range(count):
+            ticket = TicketRecord(
+                id=f"00000000-0000-4000-8000-{i:012d}",
+                platform="jira",
+                request_id=f"r{i}",
+                external_id=str(10000 + i),
+                state=CREATED,
+            )
+            operation = OperationRecord(request_id=f"r{i}", kind=CREATE, ticket_id=ticket.id, payload_hash="h")
+            sla = SlaTargets("Medium", 900, 3600, ON_TRACK)
+            await ledger.reserve(operation, NewTicket(ticket, sla), lease_seconds=60)
+    finally:
+        await engine.dispose()
 
-        from server.storage.tickets import tickets
 
-        await connection.execute(update(tickets).values(sla_state=ON_TRACK))
-    lease = now + timedelta(minutes=1)
-    claims = await asyncio.gather(
-        *(store.claim_open("jira", now=now, lease_until=lease, limit=10) for _ in range(5))
-    )
-    ids = [r.id for claim in claims for r in claim]
-    assert len(ids) == len(set(ids)) == 30  # every ticket claimed, none twice
-    assert await store.claim_open("jira", now=now, lease_until=lease, limit=10) == []
-    assert len(await store.claim_open("jira", now=lease + timedelta(seconds=1), lease_until=lease, limit=50)) == 30
+async def test_gateways_sharing_a_database_never_claim_the_same_ticket(migrated_database_url: str) -> None:
+    await _created_tickets(migrated_database_url, 30)
+    store = TicketStore(create_engine(migrated_database_url))
+    try:
+        claims = await asyncio.gather(
+            *(store.claim_open("jira", token=f"t{i}", lease_seconds=60, limit=10) for i in range(5))
+        )
+        ids = [r.id for claim, _ in claims for r in claim]
+        assert len(ids) == len(set(ids)) == 30  # every ticket claimed, none twice
+        assert (await store.claim_open("jira", token="late", lease_seconds=60, limit=10))[0] == []
+    finally:
+        await store.close()
+
+
+async def test_hole10_a_sync_whose_claim_ran_out_records_and_counts_nothing(migrated_database_url: str) -> None:
+    """Hole 10: the SLA sync's claim was not fenced: two replicas could poll the same ticket and
+    count a breach twice. Now a sync whose claim another took over writes nothing, and a breach is
+    recorded with a compare-and-set: one record and one count per ticket and kind."""
+
+    def short_claims(raw: dict) -> None:
+        raw["sla"]["lease_seconds"] = 0.3
+
+    async with running_gateway(migrated_database_url, mutate=short_claims) as one:
+        urls = one.sandbox.urls  # one platform behind both gateways
+        async with running_gateway(migrated_database_url, mutate=short_claims, platform_urls=urls) as two:
+            ticket = (await create_p1(one, "twice")).ticket
+            await age(one, ticket.id, 16)  # response target missed
+            before = breaches("servicenow", "1", "response")
+            # The first sync claims the ticket and is stuck on a slow platform past its claim...
+            await one.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 800})
+            first = asyncio.ensure_future(one.gateway.sla_sync.run_once())
+            await asyncio.sleep(0.5)
+            # ...meanwhile the other gateway claims it anew (its platform answers at once).
+            assert await two.gateway.sla_sync.run_once() == 1
+            assert await first == 1
+            assert breaches("servicenow", "1", "response") == before + 1
+            stored = await get(one, ticket.id)
+            assert stored.sla.state == common_pb2.SLA_STATE_BREACHED
 
 
 def test_standing_rules() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import grpc
 
 from itsm.v1 import common_pb2, ticket_service_pb2
+from tests.gateway import running_gateway
 from tests.rpc import field_violations, rpc_error
 
 SN = common_pb2.PLATFORM_SERVICENOW
@@ -197,3 +198,26 @@ async def test_list_pages_filters_and_tokens(harness) -> None:
     assert garbage.code() == grpc.StatusCode.INVALID_ARGUMENT
     negative = await rpc_error(harness.tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(page_size=-1)))
     assert negative.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_hole9_a_list_page_always_fits_the_message_size_limit(migrated_database_url: str) -> None:
+    """Hole 9: a page of large tickets exceeded the message size limit: RESOURCE_EXHAUSTED. A page
+    now ends early, with a next token from its last ticket, and paging still returns every ticket."""
+
+    def small_messages(raw: dict) -> None:
+        raw["limits"]["max_message_bytes"] = 64 * 1024
+
+    async with running_gateway(migrated_database_url, mutate=small_messages) as h:
+        for i in range(12):
+            await h.tickets.CreateTicket(create(JIRA, f"big-{i}", summary=f"big {i}", description="x" * 10_000))
+        seen: list[str] = []
+        pages, token = 0, ""
+        while True:
+            page = await h.tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(page_size=50, page_token=token))
+            assert page.ByteSize() < 64 * 1024
+            seen += [t.request_id for t in page.tickets]
+            pages, token = pages + 1, page.next_page_token
+            if not token:
+                break
+    assert seen == [f"big-{i}" for i in reversed(range(12))]
+    assert pages > 1

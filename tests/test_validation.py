@@ -208,14 +208,23 @@ CATASTROPHIC = re.compile(r"(a+)+b")
 
 def test_value_over_max_length_never_reaches_a_catastrophic_pattern() -> None:
     rule = FieldRule(name="x", path=("x",), max_length=100, pattern=CATASTROPHIC)
-    result = validate({"x": rule}, {"x": "a" * 1_000_000}, Limits())
+    result = validate({"x": rule}, {"x": "a" * 400_000}, Limits())
     assert [(v.field, v.reason) for v in result.violations] == [("x", Reason.MAX_LENGTH)]
+
+
+def test_values_together_must_fit_half_a_message() -> None:
+    """A ticket comes back in answers and list pages that must fit the message size limit."""
+    rule = FieldRule(name="x", path=("x",))
+    limits = Limits(max_message_bytes=1000, max_field_value_chars=10_000)
+    assert validate({"x": rule}, {"x": "a" * 500}, limits).violations == []
+    result = validate({"x": rule}, {"x": "a" * 501}, limits)
+    assert [(v.field, v.reason) for v in result.violations] == [("fields", Reason.MAX_SIZE)]
 
 
 def test_server_value_cap_applies_when_the_rule_has_no_max_length() -> None:
     rule = FieldRule(name="x", path=("x",), pattern=CATASTROPHIC)
     limits = Limits(max_field_value_chars=64)
-    result = validate({"x": rule}, {"x": "a" * 1_000_000}, limits)
+    result = validate({"x": rule}, {"x": "a" * 400_000}, limits)
     assert [(v.field, v.reason) for v in result.violations] == [("x", Reason.MAX_LENGTH)]
     assert "at most 64 characters" in result.violations[0].description
 
@@ -241,7 +250,7 @@ def test_a_list_without_max_items_is_still_capped() -> None:
 
 
 def test_huge_int_is_a_type_error_not_a_slow_parse() -> None:
-    result = check("servicenow", {"summary": "s", "reassignment_count": "9" * 1_000_000})
+    result = check("servicenow", {"summary": "s", "reassignment_count": "9" * 400_000})
     assert reasons(result) == [("reassignment_count", Reason.TYPE)]
 
 

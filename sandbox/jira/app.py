@@ -18,7 +18,7 @@ from sandbox import ui
 from sandbox.basicauth import basic_credentials, bearer_token, same_secret
 from sandbox.config import SandboxLimits
 from sandbox.control import add_control_routes
-from sandbox.faultgate import cut_connection, fault_middleware, is_control_path
+from sandbox.faultgate import commit_late, cut_connection, fault_middleware, is_control_path
 from sandbox.faults import FaultState
 from sandbox.jira import adf
 from sandbox.jira.catalog import Catalog, sandbox_users
@@ -159,6 +159,14 @@ class JiraSandbox:
     def _issue(self, request: web.Request) -> Issue | None:
         return self.store.find(request.match_info["issue"])
 
+    def _without_dropped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A screen without some fields (a drill's dropped_fields) silently ignores them."""
+        dropped = self.faults.settings.dropped_fields
+        fields = body.get("fields")
+        if not dropped or not isinstance(fields, dict):
+            return body
+        return {**body, "fields": {k: v for k, v in fields.items() if k not in dropped}}
+
     def _comment_room(self, issue: Issue, adding: int) -> web.Response | None:
         limit = self._limits.max_journal_entries
         if len(issue.comments) + adding > limit:
@@ -193,6 +201,7 @@ class JiraSandbox:
             return body
         if not isinstance(body.get("fields"), dict):
             return error_response(400, ["Issue must be created with a 'fields' object."])
+        body = self._without_dropped(body)
         project, check = check_create(body, self._context(request))
         properties, property_error = _parse_properties(body.get("properties"))
         if property_error:
@@ -201,12 +210,20 @@ class JiraSandbox:
             return _field_errors(check)
         default_priority = self.catalog.priority({"name": self.catalog.default_priority})
         assert default_priority is not None  # the catalog always holds its default
-        try:
+
+        def create() -> Issue:
             issue = self.store.create(project, check.values, default_priority, self.catalog.me, properties)
+            for comment in check.comments:
+                self.store.add_comment(issue, comment, self.catalog.me)
+            return issue
+
+        late = commit_late(self.faults, create)
+        if late is not None:
+            return late
+        try:
+            issue = create()
         except StoreFull:
             return error_response(507, [f"The sandbox holds at most {self._limits.max_records} issues."])
-        for comment in check.comments:
-            self.store.add_comment(issue, comment, self.catalog.me)
         if self.faults.roll_drop_after_commit():
             return cut_connection(request)
         api = api_of(request)
@@ -230,7 +247,7 @@ class JiraSandbox:
         body = await json_object(request, self._limits.max_body_bytes)
         if isinstance(body, web.Response):
             return body
-        check = check_edit(body, issue, self._context(request))
+        check = check_edit(self._without_dropped(body), issue, self._context(request))
         if check.errors:
             return _field_errors(check)
         if (full := self._comment_room(issue, len(check.comments))) is not None:

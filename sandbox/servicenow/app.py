@@ -19,7 +19,7 @@ from yarl import URL
 from sandbox import ui
 from sandbox.config import SandboxLimits
 from sandbox.control import add_control_routes
-from sandbox.faultgate import cut_connection, fault_middleware, is_control_path
+from sandbox.faultgate import commit_late, cut_connection, fault_middleware, is_control_path
 from sandbox.faults import FaultState
 from sandbox.servicenow import schema
 from sandbox.servicenow.auth import ServiceNowAuth
@@ -206,7 +206,9 @@ class ServiceNowSandbox:
             return error_response(
                 400, "Exception while reading request", "The payload must be a JSON object."
             )
-        return _input_values(request, body)
+        # An ACL or business rule blanking fields (a drill's dropped_fields) acts on every write.
+        dropped = self.faults.settings.dropped_fields
+        return _input_values(request, {k: v for k, v in body.items() if k not in dropped})
 
     async def list_records(self, request: web.Request) -> web.Response:
         if (table_error := _check_table(request)) is not None:
@@ -262,8 +264,12 @@ class ServiceNowSandbox:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
+        user = _user(request)
+        late = commit_late(self.faults, lambda: self.store.create(body, user))
+        if late is not None:
+            return late
         try:
-            incident = self.store.create(body, _user(request))
+            incident = self.store.create(body, user)
         except StoreFull:
             return error_response(
                 507, "Insufficient Storage", f"The sandbox holds at most {self._limits.max_records} records"

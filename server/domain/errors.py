@@ -31,7 +31,22 @@ class FailedPrecondition(GatewayError):
 
 
 class Unavailable(GatewayError):
-    pass
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds  # a hint for the caller; None: its own backoff
+
+
+class OutcomePending(Unavailable):
+    """A write whose outcome cannot be known within the caller's time: it may still land. Repeating
+    the request_id later gives the final answer; meanwhile ListTickets{request_id} finds the ticket.
+    Never an OK: a write answers OK only when it happened on the platform."""
+
+    def __init__(
+        self, message: str, *, ticket_id: str, request_id: str, retry_after_seconds: float
+    ) -> None:
+        super().__init__(message, retry_after_seconds)
+        self.ticket_id = ticket_id
+        self.request_id = request_id
 
 
 class DeadlineExceeded(GatewayError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 ON_TRACK, AT_RISK, BREACHED, MET = "ON_TRACK", "AT_RISK", "BREACHED", "MET"
 RESPONSE, RESOLUTION = "response", "resolution"
@@ -30,9 +30,11 @@ class SlaConfig:
 
 @dataclass(frozen=True)
 class SlaPlan:
+    """A new ticket's targets, as seconds after its creation (the database stamps the times)."""
+
     priority: str
-    response_due: datetime
-    resolution_due: datetime
+    response_seconds: int
+    resolution_seconds: int
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class SlaStanding:
     breaches: frozenset[str]  # RESPONSE and/or RESOLUTION targets missed
 
 
-def plan(config: SlaConfig, platform: str, priority: str, created: datetime) -> SlaPlan | None:
+def plan(config: SlaConfig, platform: str, priority: str) -> SlaPlan | None:
     """The targets for a new ticket of `priority` (the platform module derives it from the fields),
     or None when no policy covers its platform and priority."""
     if not config.enabled:
@@ -49,11 +51,7 @@ def plan(config: SlaConfig, platform: str, priority: str, created: datetime) -> 
     target = config.targets.get(platform, {}).get(priority)
     if target is None:
         return None
-    return SlaPlan(
-        priority=priority,
-        response_due=created + timedelta(seconds=target.response_seconds),
-        resolution_due=created + timedelta(seconds=target.resolution_seconds),
-    )
+    return SlaPlan(priority, target.response_seconds, target.resolution_seconds)
 
 
 def standing(

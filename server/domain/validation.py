@@ -88,6 +88,11 @@ def validate(
                 Reason.TOO_MANY_FIELDS,
             )
         )
+    total, most = sum(map(len, fields.values())), limits.max_message_bytes // 2
+    if total > most:
+        # A ticket comes back in answers (and in list pages) that must fit the message limit too.
+        description = f"all values together must be at most {most} characters, got {total}"
+        violations.append(Violation("fields", description, Reason.MAX_SIZE))
     out: dict[str, str] = {}
     cap = limits.max_field_value_chars
     seen = 0

@@ -9,6 +9,7 @@
     itsm_idempotent_replays_total{platform}
     itsm_sla_breaches_total{platform, priority, kind}               kind: response, resolution
     itsm_open_tickets{platform, sla_state}                          gauge
+    itsm_marker_dropped_total{platform}                             creates the marker did not survive
 
 Every label value comes from a closed set: the configured platforms, fields, templates and SLA
 priorities, the outcomes below, or "_unknown". Caller input never becomes a label value, so a
@@ -73,6 +74,7 @@ class ItsmFamilies:
     replays: Counter
     sla_breaches: Counter
     open_tickets: Gauge
+    marker_dropped: Counter
 
 
 # A second registration of a name on one registry raises, and a process may build several gateways
@@ -132,6 +134,11 @@ def _define(registry: CollectorRegistry) -> ItsmFamilies:
             "itsm_open_tickets", "Open (unresolved) tickets by SLA state.",
             ["platform", "sla_state"], registry=registry,
         ),
+        marker_dropped=Counter(
+            "itsm_marker_dropped_total",
+            "Creates whose answer came back without the correlation marker: exactly-once cannot hold.",
+            ["platform"], registry=registry,
+        ),
     )
 
 
@@ -168,6 +175,7 @@ class ItsmMetrics:
                 self._child(self._f.creations, platform, outcome)
             self._child(self._f.retries, platform)
             self._child(self._f.replays, platform)
+            self._child(self._f.marker_dropped, platform)
             for priority in self._priorities[platform]:
                 for kind in SLA_KINDS:
                     self._child(self._f.sla_breaches, platform, priority, kind)
@@ -247,6 +255,9 @@ class ItsmMetrics:
         platform = self.platform_label(platform)
         labels = (platform, self.priority_label(platform, priority), kind if kind in SLA_KINDS else UNKNOWN)
         self._child(self._f.sla_breaches, *labels).inc()
+
+    def marker_dropped(self, platform: str) -> None:
+        self._child(self._f.marker_dropped, self.platform_label(platform)).inc()
 
     def set_open_tickets(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Replace the whole gauge: every known (platform, sla_state) is set, so a state nobody is in

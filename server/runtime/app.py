@@ -14,14 +14,22 @@ from server.observability.logcontext import log_attempt
 from server.observability.metrics import ItsmMetrics
 from server.observability.metrics_http import MetricsEndpoint
 from server.observability.redaction import register_basic_auth, register_secrets
+from server.service.creation import CreateKind
+from server.service.engine import ConfirmationDelays, Engine, EngineSettings
+from server.service.marker_watch import MarkerWatch
 from server.service.periodic import Periodic
-from server.service.pipeline import TicketPipeline
+from server.service.queries import TicketQueries
+from server.service.reconciler import Reconciler
 from server.service.settings import GatewayConfig
 from server.service.sla_sync import SlaSync
+from server.service.templates import Templates
+from server.service.tickets import TicketCreation
 from server.storage.database import check_connection, create_engine, parse_url
+from server.storage.operations import OperationStore
+from server.storage.platform_checks import PlatformCheckStore
 from server.storage.tickets import TicketStore
 from server.transport.auth import TokenRegistry
-from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
+from server.transport.grpc_server import BindError, GrpcServer, Services, TlsFiles
 
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
@@ -55,16 +63,19 @@ class Gateway:
         self._metrics: MetricsEndpoint | None = None
         self._clients: dict[str, PlatformClient] = {}
         self._store: TicketStore | None = None
-        self._reconciler: Periodic | None = None
-        self.pipeline: TicketPipeline | None = None
+        self._background: list[Periodic] = []
+        self.engine: Engine | None = None
+        self.markers: MarkerWatch | None = None
+        self.reconciler: Reconciler | None = None
         self.sla_sync: SlaSync | None = None
+        self.services: Services | None = None
 
     async def start(self) -> None:
         config = self.options.config
         _register_secrets(self.options)
-        engine = create_engine(self.options.database_url)
-        self._store = TicketStore(engine)
-        await check_connection(engine)
+        database = create_engine(self.options.database_url)
+        self._store = TicketStore(database)
+        await check_connection(database)
         metrics = _metrics(config)
 
         def on_attempt(event: AttemptEvent) -> None:
@@ -78,20 +89,29 @@ class Gateway:
             )
             for name, spec in specs.items()
         }
-        pipeline = self.pipeline = TicketPipeline(config, self._store, self._clients, metrics, specs)
-        # Settles tickets left PENDING by a crash or an uncertain outcome; several gateways on one
-        # database share the work through the store's lease column.
-        self._reconciler = Periodic(
-            "itsm-reconciler", config.idempotency.reconcile_interval_seconds, pipeline.reconcile_once
+        ledger = OperationStore(database)
+        self.markers = MarkerWatch(PlatformCheckStore(database), metrics, specs)
+        engine = self.engine = Engine(ledger, self._clients, _engine_settings(config))
+        create = CreateKind(config.field_mapping, specs, self.markers)
+        templates = Templates(config, metrics)
+        services = self.services = Services(
+            creation=TicketCreation(config, engine, create, templates, specs, metrics),
+            queries=TicketQueries(self._store),
+            templates=templates,
         )
+        self.reconciler = Reconciler(ledger, engine, {create.kind: create})
         self.sla_sync = SlaSync(self._store, self._clients, config.sla, config.timeout, metrics)
-        self._grpc = GrpcServer(pipeline, config.limits, self.options.tokens)
+        self._grpc = GrpcServer(services, config.limits, self.options.tokens)
         address = f"{self.options.bind}:{self.options.grpc_port}"
         try:
             self.grpc_port = self._grpc.bind(address, self.options.tls)
         except BindError as exc:
             raise StartupError(str(exc)) from None
         await self._grpc.start()
+        for platform in specs:
+            await self._grpc.set_platform(platform, kept=True)
+        self.markers.listen(self._grpc.set_platform)
+        await self.markers.refresh()
         if self.options.metrics_port is not None:
             self._metrics = MetricsEndpoint(self.options.metrics_bind, self.options.metrics_port)
             try:
@@ -99,31 +119,62 @@ class Gateway:
             except OSError as exc:
                 self._metrics = None
                 raise StartupError(str(exc)) from None
-        self._reconciler.start()
-        self.sla_sync.start()
+        self._start_background(config)
         await self._grpc.set_serving(True)
 
+    def _start_background(self, config: GatewayConfig) -> None:
+        assert self.reconciler is not None and self.markers is not None and self.sla_sync is not None
+        markers, reconciler = self.markers, self.reconciler
+
+        async def reconcile() -> None:
+            # Settles operations left PENDING by a crash or an uncertain outcome; several gateways
+            # on one database share the work through the operations' leases. It also picks up
+            # what other replicas learnt about the platforms.
+            await markers.refresh()
+            await reconciler.run_once()
+
+        self._background = [
+            Periodic("itsm-reconciler", config.idempotency.reconcile_interval_seconds, reconcile)
+        ]
+        if config.sla.enabled:
+            self._background.append(
+                Periodic("itsm-sla-sync", config.sla.sync_interval_seconds, self.sla_sync.run_once)
+            )
+        for task in self._background:
+            task.start()
+
     async def stop(self) -> None:
-        """Health goes NOT_SERVING, a short drain for load balancers, background work stops, in-flight
-        calls finish (up to the grace period), their final writes land, then everything closes."""
+        """Health goes NOT_SERVING, a short drain while load balancers notice, in-flight calls
+        finish (up to the grace period) and their final writes land; only then does background work
+        (reconciler, SLA sync) stop, so nothing the drain interrupts is left unsettled by this
+        process; then everything closes."""
         limits = self.options.config.limits
         if self._grpc is not None:
             await self._grpc.set_serving(False)
             await asyncio.sleep(limits.shutdown_drain_seconds)
-        if self._reconciler is not None:
-            await self._reconciler.stop()
-        if self.sla_sync is not None:
-            await self.sla_sync.stop()
-        if self._grpc is not None:
             await self._grpc.stop(limits.shutdown_grace_seconds)
-        if self.pipeline is not None:
-            await self.pipeline.drain()
+        if self.engine is not None:
+            await self.engine.drain()
+        for task in self._background:
+            await task.stop()
         if self._metrics is not None:
             await self._metrics.stop()
         for client in self._clients.values():
             await client.close()
         if self._store is not None:
             await self._store.close()
+
+
+def _engine_settings(config: GatewayConfig) -> EngineSettings:
+    return EngineSettings(
+        lease_seconds=config.idempotency.pending_lease_seconds,
+        call_seconds=config.timeout.total,
+        in_flight_wait_seconds=config.idempotency.in_flight_wait_seconds,
+        delays={
+            name: ConfirmationDelays(p.confirmation_delay_seconds, p.search_confirmation_delay_seconds)
+            for name, p in config.platforms.items()
+        },
+    )
 
 
 def _metrics(config: GatewayConfig) -> ItsmMetrics:

@@ -17,12 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from server.observability.logs import configure_logging
 from server.runtime.app import Gateway, ServeOptions, StartupError, TlsFiles
 from server.runtime.config import ConfigError, GatewayConfig, load_config, parse_config
 from server.runtime.devmode import dev_banner, sandbox_config_overrides
-from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError
+from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError, create_engine
 from server.storage.migrate import migrate, schema_status
+from server.storage.platform_checks import PlatformCheckStore
 from server.transport.auth import TokenRegistry, TokensFileError
 from server.transport.health_probe import DEFAULT_ADDRESS, HealthProbe, check
 
@@ -123,8 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"database URL (env ITSM_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
     )
 
-    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration file; with a database, also what the gateways learnt of the platforms",
+    )
     check.add_argument("path", nargs="?", help="file to check (default: as serve would use)")
+    check.add_argument(
+        "--database-url",
+        default=os.environ.get("ITSM_DATABASE_URL"),
+        help="also report what running gateways recorded there (env ITSM_DATABASE_URL), e.g. a "
+        "platform that drops the correlation marker",
+    )
 
     probe = commands.add_parser("health", help="gRPC health check of a running gateway (exit 0: SERVING)")
     probe.add_argument("--address", default=DEFAULT_ADDRESS, help="HOST:PORT (default %(default)s)")
@@ -154,6 +166,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = _load(path)
         print(f"{path}: OK ({', '.join(config.enabled_platforms())} enabled, "
               f"{len(config.templates)} templates)")
+        if args.database_url:
+            return asyncio.run(_check_platforms(args.database_url, config))
         return 0
     if args.command == "health":
         serving, seen = check(
@@ -187,6 +201,29 @@ def _tokens(path: str | None) -> TokenRegistry | None:
         return TokenRegistry.from_file(path)
     except TokensFileError as exc:
         raise CliError(f"tokens file error: {exc}", EXIT_USAGE) from None
+
+
+async def _check_platforms(url: str, config: GatewayConfig) -> int:
+    """What the gateways on this database recorded about the platforms: exit 1 when exactly-once
+    cannot hold for one of them (it drops the correlation marker)."""
+    try:
+        engine = create_engine(url)
+        try:
+            markers = await PlatformCheckStore(engine).markers()
+        finally:
+            await engine.dispose()
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    except SQLAlchemyError:
+        raise CliError("cannot read the gateways' records: is the database migrated?") from None
+    broken = {p: detail for p, (kept, detail) in markers.items() if not kept and p in config.platforms}
+    for platform in config.enabled_platforms():
+        if platform in broken:
+            print(f"{platform}: EXACTLY-ONCE CANNOT HOLD: {broken[platform]}")
+        else:
+            print(f"{platform}: keeps the correlation marker" if platform in markers else
+                  f"{platform}: no create checked yet")
+    return 1 if broken else 0
 
 
 async def _migrate(url: str) -> int:

@@ -152,9 +152,29 @@ def _platform(obj: ConfigObject, name: str, env: Mapping[str, str]) -> PlatformC
     if not enabled:
         # A disabled platform's settings are kept for later but not checked: no secret is needed.
         return PlatformConfig(name=name, enabled=False, settings=None)
-    settings = registry.spec(name).read_settings(obj, env)
+    spec = registry.spec(name)
+    delay = obj.get("confirmation_delay_seconds", _delay, spec.confirmation_delay)
+    search_delay = obj.get("search_confirmation_delay_seconds", _delay, spec.search_confirmation_delay)
+    if search_delay < delay:
+        raise ConfigError(
+            obj.at("search_confirmation_delay_seconds"), "must be at least confirmation_delay_seconds"
+        )
+    settings = spec.read_settings(obj, env)
     obj.done()
-    return PlatformConfig(name=name, enabled=True, settings=settings)
+    return PlatformConfig(
+        name=name,
+        enabled=True,
+        settings=settings,
+        confirmation_delay_seconds=delay,
+        search_confirmation_delay_seconds=search_delay,
+    )
+
+
+def _delay(value: Any, path: str) -> float:
+    seconds = number(value, path)
+    if not 0 <= seconds <= 300:
+        raise ConfigError(path, "must be between 0 and 300 seconds")
+    return seconds
 
 
 def _field_mapping(obj: ConfigObject) -> dict[str, dict[str, FieldRule]]:

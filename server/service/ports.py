@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from server.domain.records import TicketRecord
+from server.domain.records import OperationRecord, TicketRecord
 
 
 class InvalidPageToken(ValueError):
@@ -35,9 +35,30 @@ class TicketFilter:
 
 
 @dataclass(frozen=True)
+class SlaTargets:
+    """A new ticket's SLA: its due times are the database's now plus these."""
+
+    priority: str
+    response_seconds: int
+    resolution_seconds: int
+    state: str
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket to reserve with its create operation; the database stamps its times."""
+
+    record: TicketRecord
+    sla: SlaTargets | None = None
+
+
+@dataclass(frozen=True)
 class TicketPage:
     records: list[TicketRecord]
     next_page_token: str  # "" on the last page
+    # The token of a page that starts after records[i]: a caller that must send fewer records (a
+    # message size limit) ends its page there.
+    token_after: Callable[[int], str] = field(repr=False, default=lambda index: "")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,40 +69,85 @@ class SlaUpdate:
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     sla_state: str
-    sla_breaches: str
     platform_status: str
 
 
-class TicketStore(Protocol):
-    """The tickets ledger (server/storage/tickets.py)."""
+class OperationLedger(Protocol):
+    """The exactly-once ledger (server/storage/operations.py): one operation per request_id, its
+    outcome and its ticket's change written together, every change fenced by the holder's token."""
 
-    async def reserve(self, record: TicketRecord) -> tuple[TicketRecord, bool]: ...
+    async def reserve(
+        self, operation: OperationRecord, ticket: NewTicket | None, *, lease_seconds: float
+    ) -> tuple[OperationRecord, bool]: ...
+
+    async def get(self, request_id: str) -> OperationRecord | None: ...
+
+    async def ticket(self, ticket_id: str) -> TicketRecord | None: ...
+
+    async def take_over(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        lease_seconds: float,
+        ticket_changes: Mapping[str, Any] | None = None,
+    ) -> OperationRecord | None: ...
+
+    async def note_uncertain(
+        self, request_id: str, *, token: str, attempts: int, error: str, release: bool, sent: bool = True
+    ) -> OperationRecord | None: ...
+
+    async def succeed(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        attempts: int,
+        result: Mapping[str, Any],
+        ticket_changes: Mapping[str, Any],
+    ) -> TicketRecord | None: ...
+
+    async def fail(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        attempts: int,
+        error: str,
+        error_kind: str,
+        ticket_changes: Mapping[str, Any],
+    ) -> TicketRecord | None: ...
+
+    async def expired(self, limit: int) -> list[OperationRecord]: ...
+
+
+class TicketStore(Protocol):
+    """Ticket reads and the SLA sync's claims (server/storage/tickets.py)."""
 
     async def get(self, id: str) -> TicketRecord | None: ...
 
     async def page(self, filters: TicketFilter, page_size: int, page_token: str = "") -> TicketPage: ...
 
-    async def take_over(
-        self, id: str, *, expected_state: str, lease_until: datetime, now: datetime
-    ) -> TicketRecord | None: ...
-
-    async def record_created(self, id: str, **values: Any) -> TicketRecord | None: ...
-
-    async def record_failed(self, id: str, **values: Any) -> TicketRecord | None: ...
-
-    async def note_pending(self, id: str, **values: Any) -> TicketRecord | None: ...
-
-    async def expired_pending(self, now: datetime, limit: int) -> list[TicketRecord]: ...
-
     async def claim_open(
-        self, platform: str, *, now: datetime, lease_until: datetime, limit: int
-    ) -> list[TicketRecord]: ...
+        self, platform: str, *, token: str, lease_seconds: float, limit: int
+    ) -> tuple[list[TicketRecord], datetime]: ...
 
-    async def record_sla_batch(self, updates: list[SlaUpdate], *, now: datetime) -> None: ...
+    async def record_sla_batch(self, updates: list[SlaUpdate], *, token: str) -> None: ...
 
-    async def release_sync(self, ids: list[str]) -> None: ...
+    async def record_breaches(self, id: str, *, before: str, after: str) -> bool: ...
+
+    async def release_sync(self, ids: list[str], *, token: str) -> None: ...
 
     async def count_open(self) -> dict[tuple[str, str], int]: ...
+
+
+class PlatformChecks(Protocol):
+    """What the gateway learnt about each platform that every replica must know: whether it keeps
+    the correlation marker (server/storage/platform_checks.py)."""
+
+    async def record_marker(self, platform: str, *, kept: bool, detail: str) -> None: ...
+
+    async def markers(self) -> dict[str, tuple[bool, str]]: ...
 
 
 class Telemetry(Protocol):
@@ -99,6 +165,8 @@ class Telemetry(Protocol):
     def idempotent_replay(self, platform: str) -> None: ...
 
     def sla_breach(self, platform: str, priority: str, kind: str) -> None: ...
+
+    def marker_dropped(self, platform: str) -> None: ...
 
     def set_open_tickets(self, counts: Mapping[tuple[str, str], int]) -> None: ...
 

@@ -27,6 +27,10 @@ class PlatformConfig:
     name: str
     enabled: bool
     settings: Any  # the platform module's own settings (clients.platform.PlatformSettings); None when off
+    # How long after an ambiguous attempt the platform may still apply it (direct reads), and until it
+    # is searchable too: a marker look-up waits this long. Defaults from the platform module.
+    confirmation_delay_seconds: float = 6.0
+    search_confirmation_delay_seconds: float = 6.0
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _POOL_RECYCLE_SECONDS = 1800
+_BUSY_RETRIES = 5
+_BUSY_PAUSE_SECONDS = 0.05
 # Execution option: on SQLite, start the transaction with BEGIN IMMEDIATE. Ignored by PostgreSQL.
 SQLITE_BEGIN_IMMEDIATE = "itsm_sqlite_begin_immediate"
 # Execution option of run()'s SQLite connections: emit no BEGIN.
@@ -61,6 +63,11 @@ class UnsupportedDatabaseUrl(DatabaseError):
 
 class DatabaseUnavailable(DatabaseError, StoreUnavailable):
     pass
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """SQLite's "database is locked": another writer held the file past the busy timeout, or a
+    snapshot went stale under a write. Nothing was written; run() tries again."""
 
 
 def parse_url(url: str | URL) -> URL:
@@ -194,8 +201,18 @@ async def run(engine: AsyncEngine, work: Callable[[Connection], T], *, autocommi
     in one switch into SQLAlchemy's synchronous core, where an AsyncConnection switches once per
     step (about 100 us of CPU per statement). work is synchronous code that runs statements and
     reads their results (no Result outlives it); SQLAlchemy awaits the driver underneath.
+
+    SQLite's busy errors (nothing written: a single statement, or a transaction rolled back) are
+    tried again a few times, with a short pause that lets the other writer finish.
     """
-    return await greenlet_spawn(_run, engine.sync_engine, work, autocommit)
+    for attempt in range(_BUSY_RETRIES):
+        try:
+            return await greenlet_spawn(_run, engine.sync_engine, work, autocommit)
+        except DatabaseBusy:
+            if attempt == _BUSY_RETRIES - 1:
+                raise
+            await asyncio.sleep(_BUSY_PAUSE_SECONDS * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _run(engine: Engine, work: Callable[[Connection], T], autocommit: bool) -> T:
@@ -230,7 +247,9 @@ async def check_connection(engine: AsyncEngine) -> None:
 
 def unavailable(url: URL, error: BaseException) -> DatabaseUnavailable:
     """A one-line DatabaseUnavailable for an error raised while talking to the database at url."""
-    return DatabaseUnavailable(f"cannot use database {safe_url(url)}: {describe(error)}")
+    reason = describe(error)
+    kind = DatabaseBusy if reason == "database is locked" else DatabaseUnavailable
+    return kind(f"cannot use database {safe_url(url)}: {reason}")
 
 
 def describe(error: BaseException) -> str:
@@ -240,3 +259,20 @@ def describe(error: BaseException) -> str:
         return "timed out"
     message = str(original).strip().splitlines()[0] if str(original).strip() else ""
     return message or type(original).__name__
+
+
+async def in_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+    """work(connection) inside one transaction (BEGIN ... COMMIT, rolled back if work raises).
+
+    For statements that must land together, such as an operation's outcome and its ticket's change.
+    Statements that only write, in a fixed table order, so concurrent transactions cannot deadlock.
+    """
+
+    def transaction(connection: Connection) -> T:
+        # SQLite: take the write lock up front (waiting the busy timeout for it), rather than read
+        # first and find the snapshot stale when the first write tries to upgrade.
+        connection.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
+        with connection.begin():
+            return work(connection)
+
+    return await run(engine, transaction, autocommit=False)

@@ -18,7 +18,9 @@ from itsm.v1 import (
     ticket_service_pb2_grpc,
 )
 from server.domain.rules import Limits
-from server.service.pipeline import TicketPipeline
+from server.service.queries import TicketQueries
+from server.service.templates import Templates
+from server.service.tickets import TicketCreation
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_metrics import GrpcMetricsInterceptor
 from server.transport.interceptors import AuthInterceptor, ErrorInterceptor
@@ -37,6 +39,19 @@ SERVICE_NAMES = (
 )
 
 
+@dataclass(frozen=True)
+class Services:
+    """The use cases the servicers call."""
+
+    creation: TicketCreation
+    queries: TicketQueries
+    templates: Templates
+
+
+def platform_service(platform: str) -> str:
+    return f"itsm.platform.{platform}"
+
+
 class BindError(Exception):
     """The port cannot be bound, in one line."""
 
@@ -50,14 +65,12 @@ class TlsFiles:
 class GrpcServer:
     """The grpc.aio server with its health service; start() binds and serves."""
 
-    def __init__(
-        self, pipeline: TicketPipeline, limits: Limits, tokens: TokenRegistry | None
-    ) -> None:
+    def __init__(self, services: Services, limits: Limits, tokens: TokenRegistry | None) -> None:
         self.health = health.aio.HealthServicer()
         self._limits = limits
-        self.server = self._build(pipeline, tokens)
+        self.server = self._build(services, tokens)
 
-    def _build(self, pipeline: TicketPipeline, tokens: TokenRegistry | None) -> aio.Server:
+    def _build(self, services: Services, tokens: TokenRegistry | None) -> aio.Server:
         limits = self._limits
         # Outermost first: metrics and the RPC log see every call, refused ones included.
         interceptors: list[aio.ServerInterceptor] = [GrpcMetricsInterceptor(), RpcLogInterceptor()]
@@ -77,9 +90,10 @@ class GrpcServer:
                 ("grpc.max_connection_age_grace_ms", int(limits.shutdown_grace_seconds * 1000)),
             ],
         )
-        ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(TicketServicer(pipeline), server)
+        tickets = TicketServicer(services.creation, services.queries, limits.max_message_bytes)
+        ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
         template_service_pb2_grpc.add_TemplateServiceServicer_to_server(
-            TemplateServicer(pipeline), server
+            TemplateServicer(services.templates), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -112,6 +126,12 @@ class GrpcServer:
         await self.health.set("", status)
         for name in SERVICE_NAMES:
             await self.health.set(name, status)
+
+    async def set_platform(self, platform: str, kept: bool) -> None:
+        """Health of `itsm.platform.<name>`: NOT_SERVING while the platform drops the correlation
+        marker, so exactly-once cannot hold for it (the server itself stays ready)."""
+        response = health_pb2.HealthCheckResponse
+        await self.health.set(platform_service(platform), response.SERVING if kept else response.NOT_SERVING)
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)

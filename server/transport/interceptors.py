@@ -10,9 +10,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
+from server.domain import errors
+from server.domain.validation import Violation
 from server.transport.auth import Caller, TokenRegistry, current_caller
+from server.transport.request_checks import Malformed, control_characters, safe_parser
 from server.transport.status import status_of
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
@@ -108,12 +112,14 @@ class AuthInterceptor(aio.ServerInterceptor):
 
 
 class ErrorInterceptor(aio.ServerInterceptor):
-    """Maps exceptions of unary-response calls of our services to statuses, in one place."""
+    """The one place a unary call's failures become statuses: a request whose bytes do not parse or
+    whose strings hold control characters is INVALID_ARGUMENT before the servicer runs; exceptions
+    the servicer raises are mapped by server/transport/status.py."""
 
     def __init__(self, services: frozenset[str]) -> None:
         self._services = services
         # method -> (handler as registered, its guarded wrapper): built once per method, not per
-        # call. Bounded by the methods of our services.
+        # call. Bounded by the methods the server registers.
         self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -121,18 +127,26 @@ class ErrorInterceptor(aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not handler.unary_unary or service_of(method) not in self._services:
+        if handler is None or not handler.unary_unary:
             return handler
         cached = self._guarded.get(method)
         if cached is None or cached[0] is not handler:
-            cached = self._guarded[method] = (handler, _guard(handler))
+            ours = service_of(method) in self._services
+            cached = self._guarded[method] = (handler, _guard(handler, method, ours))
         return cached[1]
 
 
-def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _guard(handler: grpc.RpcMethodHandler, method: str, ours: bool) -> grpc.RpcMethodHandler:
     behavior = handler.unary_unary
+    message_type = _message_type(handler.request_deserializer, method)
 
     async def guarded(request: Any, context: aio.ServicerContext) -> Any:
+        if isinstance(request, Malformed):
+            await _refuse(context, f"the request is not a valid {request.message_type}: {request.reason}", [])
+        if ours and isinstance(request, Message):
+            bad = control_characters(request)
+            if bad:
+                await _refuse(context, f"invalid request: {bad[0].field}: {bad[0].description}", bad)
         try:
             return await behavior(request, context)
         except aio.AbortError:
@@ -142,5 +156,16 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             await context.abort(code, message, trailing_metadata=trailers)
 
     return grpc.unary_unary_rpc_method_handler(
-        guarded, handler.request_deserializer, handler.response_serializer
+        guarded, safe_parser(handler.request_deserializer, message_type), handler.response_serializer
     )
+
+
+def _message_type(deserializer: Any, method: str) -> str:
+    """itsm.v1.CreateTicketRequest, from the deserializer (a message class's FromString)."""
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "")) or f"request of {method}"
+
+
+async def _refuse(context: aio.ServicerContext, message: str, violations: list[Violation]) -> None:
+    code, text, trailers = status_of(errors.InvalidArgument(message, violations))
+    await context.abort(code, text, trailing_metadata=trailers)

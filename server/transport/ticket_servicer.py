@@ -6,7 +6,8 @@ from __future__ import annotations
 from grpc import aio
 
 from itsm.v1 import ticket_service_pb2, ticket_service_pb2_grpc
-from server.service.pipeline import ListQuery, TicketPipeline
+from server.service.queries import ListQuery, TicketQueries
+from server.service.tickets import TicketCreation
 from server.transport.auth import caller_name
 from server.transport.convert import (
     PROTO_TO_SLA,
@@ -18,15 +19,20 @@ from server.transport.convert import (
 )
 from server.transport.platforms import platform_name
 
+# Room kept in a ListTickets answer for the next page token and the message's own framing.
+_PAGE_SLACK_BYTES = 2048
+
 
 class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
-    def __init__(self, pipeline: TicketPipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, creation: TicketCreation, queries: TicketQueries, max_message_bytes: int) -> None:
+        self._creation = creation
+        self._queries = queries
+        self._max_page_bytes = max_message_bytes - _PAGE_SLACK_BYTES
 
     async def CreateTicket(
         self, request: ticket_service_pb2.CreateTicketRequest, context: aio.ServicerContext
     ) -> ticket_service_pb2.CreateTicketResponse:
-        record = await self._pipeline.create(
+        done = await self._creation.create(
             platform=platform_name(request.platform),
             request_id=request.request_id,
             job_id=request.job_id,
@@ -34,14 +40,14 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             caller=caller_name(),
             deadline=deadline_of(context),
         )
-        return ticket_service_pb2.CreateTicketResponse(ticket=ticket_to_proto(record))
+        return ticket_service_pb2.CreateTicketResponse(ticket=ticket_to_proto(done.ticket))
 
     async def CreateTicketFromTemplate(
         self,
         request: ticket_service_pb2.CreateTicketFromTemplateRequest,
         context: aio.ServicerContext,
     ) -> ticket_service_pb2.CreateTicketFromTemplateResponse:
-        record = await self._pipeline.create_from_template(
+        done = await self._creation.create_from_template(
             template_name=request.template_name,
             request_id=request.request_id,
             job_id=request.job_id,
@@ -50,12 +56,12 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             caller=caller_name(),
             deadline=deadline_of(context),
         )
-        return ticket_service_pb2.CreateTicketFromTemplateResponse(ticket=ticket_to_proto(record))
+        return ticket_service_pb2.CreateTicketFromTemplateResponse(ticket=ticket_to_proto(done.ticket))
 
     async def ValidateTicket(
         self, request: ticket_service_pb2.ValidateTicketRequest, context: aio.ServicerContext
     ) -> ticket_service_pb2.ValidateTicketResponse:
-        violations = self._pipeline.validate(platform_name(request.platform), dict(request.fields))
+        violations = self._creation.validate(platform_name(request.platform), dict(request.fields))
         return ticket_service_pb2.ValidateTicketResponse(
             valid=not violations, violations=violations_to_proto(violations)
         )
@@ -63,7 +69,7 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
     async def GetTicket(
         self, request: ticket_service_pb2.GetTicketRequest, context: aio.ServicerContext
     ) -> ticket_service_pb2.GetTicketResponse:
-        record = await self._pipeline.get(request.id)
+        record = await self._queries.get(request.id)
         return ticket_service_pb2.GetTicketResponse(ticket=ticket_to_proto(record))
 
     async def ListTickets(
@@ -79,7 +85,16 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             external_key=request.external_key,
             sla_state=PROTO_TO_SLA.get(request.sla_state, ""),
         )
-        records, next_token = await self._pipeline.list(query)
-        return ticket_service_pb2.ListTicketsResponse(
-            tickets=[ticket_to_proto(r) for r in records], next_page_token=next_token
-        )
+        page = await self._queries.list(query)
+        # A page always fits the message size limit: when its tickets are large, it ends early and
+        # the next token starts after the last ticket that fit.
+        tickets, size = [], 0
+        for index, record in enumerate(page.records):
+            ticket = ticket_to_proto(record)
+            size += ticket.ByteSize() + 8  # the field's tag and length prefix
+            if tickets and size > self._max_page_bytes:
+                return ticket_service_pb2.ListTicketsResponse(
+                    tickets=tickets, next_page_token=page.token_after(index - 1)
+                )
+            tickets.append(ticket)
+        return ticket_service_pb2.ListTicketsResponse(tickets=tickets, next_page_token=page.next_page_token)

@@ -1,0 +1,295 @@
+"""The operations ledger: every statement the exactly-once engine runs.
+
+One row per request_id, whatever its kind. Its outcome and the change it makes to its ticket are
+written in one transaction, so the ledger and the tickets never disagree. Every state change of a
+PENDING operation is fenced by the holder's lease token: a holder whose lease ran out (and was taken
+over) can no longer record anything. Leases and "now" are the database's clock (storage/clock.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Row, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.domain.records import (
+    FAILED,
+    PENDING,
+    PERMANENT_KINDS,
+    SUCCEEDED,
+    OperationRecord,
+    TicketRecord,
+)
+from server.service.ports import NewTicket
+from server.storage.clock import db_time
+from server.storage.database import in_transaction, run
+from server.storage.schema import (
+    MAX_CHARS,
+    OPERATION_MAX_CHARS,
+    operations,
+    tickets,
+)
+
+MAX_LAST_ERROR_CHARS = 2000
+MAX_BATCH = 1000
+
+_OPERATION_COLUMNS = tuple(c.name for c in operations.c)
+_TICKET_COLUMNS = tuple(c.name for c in tickets.c)
+_OBSERVED = db_time().label("observed_at")
+_RETURN_OPERATION = (*operations.c, _OBSERVED)
+
+if set(_OPERATION_COLUMNS) != {f.name for f in dataclasses.fields(OperationRecord)} - {"observed_at"}:
+    raise RuntimeError("OperationRecord and the operations table disagree on columns")
+if set(_TICKET_COLUMNS) != {f.name for f in dataclasses.fields(TicketRecord)}:
+    raise RuntimeError("TicketRecord and the tickets table disagree on columns")
+
+_BY_REQUEST_ID = select(*_RETURN_OPERATION).where(operations.c.request_id == bindparam("rid"))
+_TICKET_BY_ID = select(tickets).where(tickets.c.id == bindparam("tid"))
+_FENCE = and_(
+    operations.c.request_id == bindparam("rid"),
+    operations.c.state == PENDING,
+    operations.c.lease_token == bindparam("token"),
+)
+
+
+def _insert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(operations).on_conflict_do_nothing(index_elements=["request_id"])
+
+
+class OperationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = _insert(engine.dialect.name)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> OperationRecord | None:
+        row = await run(self.engine, lambda c: c.execute(_BY_REQUEST_ID, {"rid": request_id}).first())
+        return None if row is None else _operation(row)
+
+    async def ticket(self, ticket_id: str) -> TicketRecord | None:
+        row = await run(self.engine, lambda c: c.execute(_TICKET_BY_ID, {"tid": ticket_id}).first())
+        return None if row is None else _ticket(row)
+
+    async def expired(self, limit: int) -> list[OperationRecord]:
+        """PENDING operations whose holder's lease ran out (by the database's clock), oldest first."""
+        if not 1 <= limit <= MAX_BATCH:
+            raise ValueError(f"limit must be between 1 and {MAX_BATCH}")
+        statement = (
+            select(*_RETURN_OPERATION)
+            .where(operations.c.state == PENDING, operations.c.lease_until <= db_time())
+            .order_by(operations.c.lease_until, operations.c.request_id)
+            .limit(limit)
+        )
+        rows = await run(self.engine, lambda c: c.execute(statement).all())
+        return [_operation(row) for row in rows]
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def reserve(
+        self, operation: OperationRecord, ticket: NewTicket | None, *, lease_seconds: float
+    ) -> tuple[OperationRecord, bool]:
+        """Insert the operation PENDING under its request_id, holding its lease (and, for a create,
+        its new ticket, in the same transaction): (it, True); or (the existing one, False)."""
+        values = {
+            **{name: getattr(operation, name) for name in _OPERATION_COLUMNS},
+            "state": PENDING,
+            "last_error": "",
+            "error_kind": "",
+            "uncertain_since": None,
+            "lease_until": db_time(lease_seconds),
+            "create_time": db_time(),
+            "update_time": db_time(),
+        }
+        _check(values, OPERATION_MAX_CHARS)
+        ticket_values = None if ticket is None else _new_ticket_values(ticket)
+        statement = self._insert.values(values).returning(*_RETURN_OPERATION)
+
+        def work(connection: Connection) -> tuple[Row[Any], bool]:
+            inserted = connection.execute(statement).first()
+            if inserted is None:
+                # Rows are never deleted, so the one that won the key is there to read.
+                return connection.execute(_BY_REQUEST_ID, {"rid": operation.request_id}).one(), False
+            if ticket_values is not None:
+                connection.execute(tickets.insert().values(ticket_values))
+            return inserted, True
+
+        row, reserved = await in_transaction(self.engine, work)
+        return _operation(row), reserved
+
+    async def take_over(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        lease_seconds: float,
+        ticket_changes: Mapping[str, Any] | None = None,
+    ) -> OperationRecord | None:
+        """Compare-and-set a new holder: a PENDING operation whose lease ran out, or one that FAILED
+        for a reason a repeat may retry. Of concurrent callers exactly one gets it, the rest None.
+
+        A PENDING operation's earlier holder may have sent it without recording so: it becomes
+        uncertain (as of its lease's end, if it was not already), so the new holder looks before
+        it sends. ticket_changes apply to its ticket in the same transaction."""
+        expired = and_(operations.c.state == PENDING, operations.c.lease_until <= db_time())
+        retryable = and_(
+            operations.c.state == FAILED, operations.c.error_kind.not_in(sorted(PERMANENT_KINDS))
+        )
+        earlier_send_ended = func.coalesce(operations.c.uncertain_since, operations.c.lease_until)
+        statement = (
+            update(operations)
+            .where(operations.c.request_id == request_id, or_(expired, retryable))
+            .values(
+                state=PENDING,
+                lease_token=token,
+                lease_until=db_time(lease_seconds),
+                uncertain_since=case(
+                    (operations.c.state == PENDING, earlier_send_ended),
+                    else_=operations.c.uncertain_since,
+                ),
+                update_time=db_time(),
+            )
+            .returning(*_RETURN_OPERATION)
+        )
+        changes = dict(ticket_changes or {})
+
+        def work(connection: Connection) -> Row[Any] | None:
+            row = connection.execute(statement).first()
+            if row is not None and changes:
+                connection.execute(_ticket_update(row.ticket_id, changes))
+            return row
+
+        row = await in_transaction(self.engine, work)
+        return None if row is None else _operation(row)
+
+    async def note_uncertain(
+        self, request_id: str, *, token: str, attempts: int, error: str, release: bool, sent: bool = True
+    ) -> OperationRecord | None:
+        """An attempt's outcome is unknown: it may still be applied. Records when (the database's
+        now), so the look-up comes only once the platform can no longer be applying it; sent=False
+        (nothing went out since it was last marked) keeps an earlier mark. release: the holder gives
+        up (its caller's time ran out) and lets a repeat or the reconciler finish; else it keeps its
+        lease and looks itself. None when the holder was fenced out."""
+        since = db_time() if sent else func.coalesce(operations.c.uncertain_since, db_time())
+        values: dict[str, Any] = {
+            "uncertain_since": since,
+            "attempts": attempts,
+            "last_error": error[:MAX_LAST_ERROR_CHARS],
+            "update_time": db_time(),
+        }
+        if release:
+            values["lease_until"] = db_time()
+        statement = update(operations).where(_FENCE).values(values).returning(*_RETURN_OPERATION)
+        params = {"rid": request_id, "token": token}
+        row = await run(self.engine, lambda c: c.execute(statement, params).first())
+        return None if row is None else _operation(row)
+
+    async def succeed(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        attempts: int,
+        result: Mapping[str, Any],
+        ticket_changes: Mapping[str, Any],
+    ) -> TicketRecord | None:
+        """PENDING -> SUCCEEDED with its result, and the ticket's change, in one transaction.
+        Returns the ticket as changed; None when the holder was fenced out (nothing written)."""
+        values = {
+            "state": SUCCEEDED,
+            "attempts": attempts,
+            "result": dict(result),
+            "last_error": "",
+            "error_kind": "",
+            "lease_token": "",
+            "lease_until": None,
+            "uncertain_since": None,
+            "update_time": db_time(),
+        }
+        return await self._settle(request_id, token, values, ticket_changes)
+
+    async def fail(
+        self,
+        request_id: str,
+        *,
+        token: str,
+        attempts: int,
+        error: str,
+        error_kind: str,
+        ticket_changes: Mapping[str, Any],
+    ) -> TicketRecord | None:
+        """PENDING -> FAILED: definitely not applied. error_kind in PERMANENT_KINDS replays as the
+        same error; any other lets a repeat of the request_id try again (take_over)."""
+        if not error_kind:
+            raise ValueError("a failure needs its error_kind")
+        values = {
+            "state": FAILED,
+            "attempts": attempts,
+            "last_error": error[:MAX_LAST_ERROR_CHARS],
+            "error_kind": error_kind,
+            "lease_token": "",
+            "lease_until": None,
+            "uncertain_since": None,
+            "update_time": db_time(),
+        }
+        return await self._settle(request_id, token, values, ticket_changes)
+
+    async def _settle(
+        self, request_id: str, token: str, values: dict[str, Any], ticket_changes: Mapping[str, Any]
+    ) -> TicketRecord | None:
+        statement = update(operations).where(_FENCE).values(values).returning(operations.c.ticket_id)
+        changes = dict(ticket_changes)
+        _check(changes, MAX_CHARS)
+
+        def work(connection: Connection) -> Row[Any] | None:
+            settled = connection.execute(statement, {"rid": request_id, "token": token}).first()
+            if settled is None:
+                return None
+            return connection.execute(
+                _ticket_update(settled.ticket_id, changes).returning(*tickets.c)
+            ).first()
+
+        row = await in_transaction(self.engine, work)
+        return None if row is None else _ticket(row)
+
+
+def _ticket_update(ticket_id: str, changes: Mapping[str, Any]) -> Any:
+    return update(tickets).where(tickets.c.id == ticket_id).values({**changes, "update_time": db_time()})
+
+
+def _new_ticket_values(new: NewTicket) -> dict[str, Any]:
+    record = new.record
+    values = {name: getattr(record, name) for name in _TICKET_COLUMNS}
+    values.update(create_time=db_time(), update_time=db_time(), state=record.state)
+    if new.sla is not None:
+        values.update(
+            priority=new.sla.priority,
+            sla_state=new.sla.state,
+            response_due=db_time(new.sla.response_seconds),
+            resolution_due=db_time(new.sla.resolution_seconds),
+        )
+    _check(values, MAX_CHARS)
+    return values
+
+
+def _check(values: Mapping[str, Any], limits: Mapping[str, int]) -> None:
+    """PostgreSQL rejects an over-long string and SQLite keeps it: reject it here, on both."""
+    for name, limit in limits.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
+
+
+def _operation(row: Row[Any]) -> OperationRecord:
+    return OperationRecord(**row._mapping)
+
+
+def _ticket(row: Row[Any]) -> TicketRecord:
+    return TicketRecord(**row._mapping)
+

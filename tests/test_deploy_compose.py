@@ -304,10 +304,16 @@ def test_sandbox_credentials_appear_in_the_demo_profile_only() -> None:
         assert not leaked, f"{name} carries {leaked}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all held open until all are picked, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _gateway_binary() -> str:
@@ -352,7 +358,7 @@ def test_the_demo_gateway_creates_tickets_in_the_sandbox(
     """The demo profile's config and credentials against the real sandbox, as compose would run them,
     with the host names swapped for loopback ports (compose's DNS is not here)."""
     sandbox = services()["sandbox"]
-    sn_port, jira_port, grpc_port = _free_port(), _free_port(), _free_port()
+    sn_port, jira_port, grpc_port = _free_ports(3)
     sandbox_log = tmp_path / "sandbox.log"
     with sandbox_log.open("wb") as sink:
         # The compose command, on loopback and free ports instead of 0.0.0.0:8081/8082.

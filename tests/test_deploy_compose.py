@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
-from server.config import parse_config
+from server.runtime.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = ROOT / "deploy/docker"

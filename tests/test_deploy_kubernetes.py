@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
-from server.config import parse_config
+from server.runtime.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy/kubernetes"
@@ -32,10 +32,10 @@ SHIPPED_CONFIG = ROOT / "config/itsm_config.json"
 # (GA 1.31) are used.
 KUBERNETES_VERSION = "1.31.0"
 KUSTOMIZE_KINDS = {"Kustomization", "Component"}
-# The gateway's health service that stays SERVING through a drain (server/app.py); the image test
+# The gateway's health service that stays SERVING through a drain (server/transport/grpc_server.py); the image test
 # checks a real gateway answers it.
 LIVENESS_SERVICE = "liveness"
-# Gateway defaults (server/config.py) when the config leaves limits out.
+# Gateway defaults (server/domain/rules.py) when the config leaves limits out.
 DEFAULT_DRAIN_SECONDS = 1.0
 DEFAULT_GRACE_SECONDS = 10.0
 SERVER_LABELS = {"app.kubernetes.io/name": "itsm-gateway", "app.kubernetes.io/component": "server"}

@@ -30,6 +30,7 @@ from sandbox.servicenow.settings import (
 )
 
 TABLE = "/api/now/table/incident"
+JOURNAL = "/api/now/table/sys_journal_field"
 JSON = {"Accept": "application/json"}
 NOT_AUTHENTICATED = {
     "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
@@ -306,6 +307,149 @@ async def test_resolving_needs_close_code_and_notes(
     async with http.patch(url, json={"state": "7"}, headers=AUTH) as r:
         closed = (await r.json())["result"]
     assert (closed["state"], closed["active"]) == ("7", "false")
+
+
+async def test_closed_incident_cannot_be_reopened_but_resolved_one_can(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    created = await create(http, sandbox, {"short_description": "Flaky DNS"})
+    url = f"{sandbox.url('servicenow')}{TABLE}/{created['sys_id']}"
+    resolve = {"state": "6", "close_code": "Solution provided", "close_notes": "Flushed caches"}
+    async with http.patch(url, json=resolve, headers=AUTH) as r:
+        assert r.status == 200
+    async with http.patch(url, json={"state": "2", "work_notes": "Back again"}, headers=AUTH) as r:
+        assert r.status == 200
+        reopened = (await r.json())["result"]
+    assert (reopened["state"], reopened["reopen_count"], reopened["active"]) == ("2", "1", "true")
+    assert reopened["resolved_at"] == ""
+
+    async with http.patch(url, json={**resolve, "state": "7"}, headers=AUTH) as r:
+        closed = (await r.json())["result"]
+    assert (closed["state"], closed["active"]) == ("7", "false")
+    for method, body in (
+        ("PATCH", {"state": "2", "work_notes": "reopen please"}),
+        ("PUT", {"state": "1"}),
+        ("PATCH", {"incident_state": "6"}),  # the legacy field leads to the same state change
+    ):
+        async with http.request(method, url, json=body, headers=AUTH) as r:
+            assert r.status == 403, method
+            assert await r.json() == {
+                "error": {
+                    "message": "Operation Failed",
+                    "detail": "ACL Exception Update Failed due to security constraints: "
+                    "a Closed incident cannot be reopened",
+                },
+                "status": "failure",
+            }
+    async with http.get(url, headers=AUTH) as r:
+        after = (await r.json())["result"]
+    assert (after["state"], after["reopen_count"]) == ("7", "1")
+    assert after["sys_mod_count"] == closed["sys_mod_count"]
+    notes = await journal(http, sandbox, {"sysparm_query": f"element_id={created['sys_id']}"})
+    assert [n["value"] for n in notes] == ["Back again"]  # the refused note was not kept either
+    async with http.patch(url, json={"state": "7", "work_notes": "Post-mortem linked"}, headers=AUTH) as r:
+        assert r.status == 200  # staying Closed is no reopen
+
+
+async def journal(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox, params: dict[str, str]
+) -> list[dict[str, Any]]:
+    async with http.get(f"{sandbox.url('servicenow')}{JOURNAL}", params=params, headers=AUTH) as response:
+        assert response.status == 200, await response.text()
+        rows: list[dict[str, Any]] = (await response.json())["result"]
+        assert response.headers["X-Total-Count"].isdigit()
+        return rows
+
+
+async def test_journal_entries_are_rows_of_sys_journal_field(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    first = await create(http, sandbox, {"short_description": "Queue backlog", "work_notes": "Paged on-call"})
+    other = await create(http, sandbox, {"short_description": "Other", "comments": "Unrelated"})
+    url = f"{sandbox.url('servicenow')}{TABLE}/{first['sys_id']}"
+    async with http.patch(url, json={"comments": "We are looking into it"}, headers=AUTH) as r:
+        assert r.status == 200
+    async with http.patch(url, json={"work_notes": "Drained the queue\n[itsmgw:op-7]"}, headers=AUTH) as r:
+        assert r.status == 200
+
+    own = f"element_id={first['sys_id']}"
+    rows = await journal(http, sandbox, {"sysparm_query": f"{own}^ORDERBYsys_created_on"})
+    assert [(r["element"], r["value"]) for r in rows] == [
+        ("work_notes", "Paged on-call"),
+        ("comments", "We are looking into it"),
+        ("work_notes", "Drained the queue\n[itsmgw:op-7]"),
+    ]
+    assert sorted(rows[0]) == sorted(
+        ["sys_id", "element_id", "name", "element", "value", "sys_created_on", "sys_created_by"]
+    )
+    for row in rows:
+        assert re.fullmatch(r"[0-9a-f]{32}", row["sys_id"])
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row["sys_created_on"])
+        assert (row["element_id"], row["name"], row["sys_created_by"]) == (
+            first["sys_id"],
+            "incident",
+            DEFAULT_SERVICENOW_USER,
+        )
+    assert len({r["sys_id"] for r in rows}) == 3
+
+    newest_first = await journal(http, sandbox, {"sysparm_query": f"{own}^ORDERBYDESCsys_created_on"})
+    assert [r["value"] for r in newest_first] == [r["value"] for r in reversed(rows)]
+    marker = f"{own}^element=work_notes^valueLIKEitsmgw:op-7"
+    assert await journal(http, sandbox, {"sysparm_query": marker}) == [rows[2]]
+    assert await journal(http, sandbox, {"sysparm_query": "valueENDSWITH[itsmgw:op-7]"}) == [rows[2]]
+    assert await journal(http, sandbox, {"sysparm_query": "valueLIKEitsmgw:op-8"}) == []
+    either = await journal(http, sandbox, {"sysparm_query": "element=comments^name=incident^ORvalue=nothing"})
+    assert [r["element_id"] for r in either] == [other["sys_id"], first["sys_id"]]  # creation order
+    plain = await journal(http, sandbox, {"element_id": other["sys_id"]})  # a plain parameter filters too
+    assert [r["value"] for r in plain] == ["Unrelated"]
+
+    page = {"sysparm_query": "ORDERBYsys_created_on", "sysparm_limit": "2", "sysparm_offset": "2"}
+    async with http.get(f"{sandbox.url('servicenow')}{JOURNAL}", params=page, headers=AUTH) as r:
+        assert r.headers["X-Total-Count"] == "4"
+        assert 'rel="prev"' in r.headers["Link"]
+        assert len((await r.json())["result"]) == 2
+    trimmed = await journal(
+        http, sandbox, {"sysparm_fields": "value,element", "sysparm_query": f"element_id={other['sys_id']}"}
+    )
+    assert trimmed == [{"value": "Unrelated", "element": "comments"}]
+    both = await journal(
+        http, sandbox, {"sysparm_display_value": "all", "sysparm_query": f"element_id={other['sys_id']}"}
+    )
+    assert both[0]["value"] == {"display_value": "Unrelated", "value": "Unrelated"}
+
+    async with http.get(f"{sandbox.url('servicenow')}{JOURNAL}/{rows[1]['sys_id']}", headers=AUTH) as r:
+        assert r.status == 200
+        assert (await r.json())["result"] == rows[1]
+    versioned = f"{sandbox.url('servicenow')}/api/now/v2/table/sys_journal_field/{'0' * 32}"
+    async with http.get(versioned, headers=AUTH) as r:
+        assert (r.status, await r.json()) == (404, NO_RECORD)
+
+    async with http.delete(f"{sandbox.url('servicenow')}{TABLE}/{other['sys_id']}", headers=AUTH) as r:
+        assert r.status == 204
+    assert await journal(http, sandbox, {"element_id": other["sys_id"]}) == []  # entries go with the record
+
+
+async def test_journal_table_is_read_only(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
+    created = await create(http, sandbox, {"short_description": "x", "work_notes": "original"})
+    [entry] = await journal(http, sandbox, {"element_id": created["sys_id"]})
+    base = f"{sandbox.url('servicenow')}{JOURNAL}"
+    for method, url, operation in (
+        ("POST", base, "Insert"),
+        ("PATCH", f"{base}/{entry['sys_id']}", "Update"),
+        ("PUT", f"{base}/{entry['sys_id']}", "Update"),
+        ("DELETE", f"{base}/{entry['sys_id']}", "Delete"),
+    ):
+        body = {"element_id": created["sys_id"], "element": "work_notes", "value": "forged"}
+        async with http.request(method, url, json=body, headers=AUTH) as r:
+            assert r.status == 403, method
+            assert await r.json() == {
+                "error": {
+                    "message": "Operation Failed",
+                    "detail": f"ACL Exception {operation} Failed due to security constraints",
+                },
+                "status": "failure",
+            }
+    assert await journal(http, sandbox, {}) == [entry]
 
 
 async def test_delete_removes_the_record(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:

@@ -1,4 +1,5 @@
-"""The ServiceNow sandbox: the Table API for the incident table, plus /oauth_token.do.
+"""The ServiceNow sandbox: the Table API for the incident table and its journal
+(sys_journal_field, read-only), plus /oauth_token.do.
 
 Faithful to the instance where clients can tell: paths (/api/now/table, /v1, /v2), status codes,
 headers (Location, X-Total-Count, Link), every value a string, reference fields as
@@ -21,7 +22,7 @@ from sandbox.config import SandboxLimits
 from sandbox.control import add_control_routes
 from sandbox.faultgate import commit_late, cut_connection, fault_middleware, is_control_path
 from sandbox.faults import FaultState
-from sandbox.servicenow import schema
+from sandbox.servicenow import journal, schema
 from sandbox.servicenow.auth import ServiceNowAuth
 from sandbox.servicenow.errors import (
     error_response,
@@ -29,7 +30,7 @@ from sandbox.servicenow.errors import (
     no_record,
     not_authenticated,
 )
-from sandbox.servicenow.query import Condition, matches, parse_encoded_query, sort_key
+from sandbox.servicenow.query import select
 from sandbox.servicenow.render import (
     RenderOptions,
     display_mode,
@@ -38,9 +39,11 @@ from sandbox.servicenow.render import (
 )
 from sandbox.servicenow.settings import ServiceNowSandboxAuth
 from sandbox.servicenow.store import (
+    ClosedIncidentError,
     DataPolicyError,
     Incident,
     IncidentStore,
+    JournalEntry,
     JournalFull,
     SnUser,
     StoreFull,
@@ -211,7 +214,7 @@ class ServiceNowSandbox:
         return _input_values(request, {k: v for k, v in body.items() if k not in dropped})
 
     async def list_records(self, request: web.Request) -> web.Response:
-        if (table_error := _check_table(request)) is not None:
+        if (table_error := _check_table(request, readable=True)) is not None:
             return table_error
         query = request.query
         limit = int_param(query.get("sysparm_limit"), DEFAULT_LIMIT)
@@ -221,38 +224,31 @@ class ServiceNowSandbox:
         if offset is None or offset < 0:
             return error_response(400, "Invalid sysparm_offset", "Must be a non-negative integer")
         limit = min(limit, MAX_LIMIT)
-        found = self._find(query)
-        total = len(found)
         options = _render_options(request)
-        result = [render_incident(i, options) for i in found[offset : offset + limit]]
+        if _table(request) == journal.TABLE:
+            entries = select(self.store.journal(), JournalEntry.columns, query, journal.is_column)
+            total = len(entries)
+            result = [journal.render_entry(e, options) for e in entries[offset : offset + limit]]
+        else:
+            incidents = select(
+                self.store.all(), _incident_columns, query, schema.is_known_field, schema.INTEGER_FIELDS
+            )
+            total = len(incidents)
+            result = [render_incident(i, options) for i in incidents[offset : offset + limit]]
         headers = {"X-Total-Count": str(total)}
         links = _page_links(request, offset, limit, total)
         if links is not None and not flag(query.get("sysparm_suppress_pagination_header")):
             headers["Link"] = links
         return web.json_response({"result": result}, headers=headers)
 
-    def _find(self, query: Mapping[str, str]) -> list[Incident]:
-        encoded = parse_encoded_query(query.get("sysparm_query", ""), schema.is_known_field)
-        # Plain field=value parameters filter too; unknown names are ignored like unknown sysparms.
-        plain = [
-            Condition(name, "=", value)
-            for name, value in query.items()
-            if not name.startswith("sysparm_") and schema.is_known_field(name)
-        ]
-        found = [
-            incident
-            for incident in self.store.all()
-            if matches(encoded, incident.values)
-            and all(incident.values.get(c.field, "").casefold() == c.value.casefold() for c in plain)
-        ]
-        for name, descending in reversed(encoded.order):  # stable sorts, last key first
-            key = sort_key(schema.INTEGER_FIELDS, name)
-            found.sort(key=lambda incident: key(incident.values), reverse=descending)
-        return found
-
     async def get_record(self, request: web.Request) -> web.Response:
-        if (table_error := _check_table(request)) is not None:
+        if (table_error := _check_table(request, readable=True)) is not None:
             return table_error
+        if _table(request) == journal.TABLE:
+            entry = self.store.journal_entry(request.match_info["sys_id"])
+            if entry is None:
+                return no_record()
+            return web.json_response({"result": journal.render_entry(entry, _render_options(request))})
         incident = self.store.get(request.match_info["sys_id"])
         if incident is None:
             return no_record()
@@ -285,16 +281,25 @@ class ServiceNowSandbox:
             headers={"Location": location},
         )
 
-    async def update_record(self, request: web.Request) -> web.Response:
+    async def update_record(self, request: web.Request) -> web.StreamResponse:
         if (table_error := _check_table(request)) is not None:
             return table_error
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
+        sys_id, user = request.match_info["sys_id"], _user(request)
+        if self.store.get(sys_id) is None:
+            return no_record()
+        # Journal-only writes too: a work note is the write a client is least able to check.
+        late = commit_late(self.faults, lambda: self.store.update(sys_id, body, user))
+        if late is not None:
+            return late
         try:
-            incident = self.store.update(request.match_info["sys_id"], body, _user(request))
+            incident = self.store.update(sys_id, body, user)
         except DataPolicyError as exc:
             return _data_policy_response(exc)
+        except ClosedIncidentError:
+            return _closed_response()
         except JournalFull:
             return error_response(
                 507,
@@ -303,6 +308,8 @@ class ServiceNowSandbox:
             )
         if incident is None:
             return no_record()
+        if self.faults.roll_drop_after_commit():
+            return cut_connection(request)
         return web.json_response({"result": render_incident(incident, _render_options(request))})
 
     async def delete_record(self, request: web.Request) -> web.Response:
@@ -318,11 +325,23 @@ def _user(request: web.Request) -> SnUser:
     return user
 
 
-def _check_table(request: web.Request) -> web.Response | None:
-    table = request.match_info["table"]
+def _table(request: web.Request) -> str:
+    return request.match_info["table"]
+
+
+def _check_table(request: web.Request, *, readable: bool = False) -> web.Response | None:
+    """The answer for a table this request cannot use, or None: incident takes everything, the
+    journal reads only (`readable`), every other table is unknown to the sandbox."""
+    table = _table(request)
+    if table == journal.TABLE:
+        return None if readable else journal.write_refused(request.method)
     if table != TABLE:
         return error_response(400, f"Invalid table {table}", None)
     return None
+
+
+def _incident_columns(incident: Incident) -> dict[str, str]:
+    return incident.values
 
 
 def _data_policy_response(exc: DataPolicyError) -> web.Response:
@@ -331,6 +350,16 @@ def _data_policy_response(exc: DataPolicyError) -> web.Response:
         403,
         "Operation Failed",
         f"Data Policy Exception: The following fields are mandatory: {fields}",
+    )
+
+
+def _closed_response() -> web.Response:
+    # Closed is final on the instance: an ACL keeps the record from being written back to an open
+    # state (a follow-up goes to a new incident).
+    return error_response(
+        403,
+        "Operation Failed",
+        "ACL Exception Update Failed due to security constraints: a Closed incident cannot be reopened",
     )
 
 

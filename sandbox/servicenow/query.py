@@ -11,8 +11,9 @@ negative or range operators (they are NULL there).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 _CARET = "\x00"  # stands in for an escaped ^^ while splitting
 
@@ -156,3 +157,40 @@ def sort_key(integer_fields: frozenset[str], name: str) -> Callable[[Mapping[str
         return (0.0, raw.casefold())
 
     return key
+
+
+Row = TypeVar("Row")
+
+
+def select(
+    rows: Sequence[Row],
+    columns: Callable[[Row], Mapping[str, str]],
+    params: Mapping[str, str],
+    is_known: Callable[[str], bool],
+    integer_fields: frozenset[str] = frozenset(),
+) -> list[Row]:
+    """The rows a Table API list request asks for, in the order it asks for (`rows` come oldest first).
+
+    sysparm_query filters and orders; plain field=value parameters filter too, and unknown names
+    are ignored like unknown sysparms.
+    """
+    encoded = parse_encoded_query(params.get("sysparm_query", ""), is_known)
+    plain = [
+        Condition(name, "=", value)
+        for name, value in params.items()
+        if not name.startswith("sysparm_") and is_known(name)
+    ]
+    found = [
+        row
+        for row in rows
+        if matches(encoded, columns(row))
+        and all(columns(row).get(c.field, "").casefold() == c.value.casefold() for c in plain)
+    ]
+    if encoded.order and encoded.order[0][1]:
+        # Timestamps have whole seconds: rows created in the same second come newest first under a
+        # descending primary order, as the instance's finer internal clock would put them.
+        found.reverse()
+    for name, descending in reversed(encoded.order):  # stable sorts, last key first
+        key = sort_key(integer_fields, name)
+        found.sort(key=lambda row: key(columns(row)), reverse=descending)
+    return found

@@ -212,6 +212,7 @@ PRIORITY_MATRIX: dict[tuple[str, str], str] = {
 }
 
 RESOLVED_STATES = frozenset({"6", "7"})
+CLOSED_STATE = "7"  # final: a Closed incident cannot be reopened, only replaced by a new one
 INACTIVE_STATES = frozenset({"7", "8"})
 ON_HOLD_STATE = "3"
 

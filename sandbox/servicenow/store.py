@@ -1,8 +1,9 @@
-"""In-memory incident table with the instance's insert/update rules.
+"""In-memory incident table with the instance's insert/update rules, and its journal.
 
 Rules applied like a base instance: sys_ fields are system-owned, priority comes from the
 impact x urgency lookup, state changes stamp resolved/closed fields, data policies make the
-resolution fields mandatory, and work notes / comments go to a journal instead of the record.
+resolution fields mandatory, a Closed incident stays closed, and work notes / comments go to a
+journal (the instance's sys_journal_field rows) instead of the record.
 """
 
 from __future__ import annotations
@@ -36,10 +37,27 @@ class SnUser:
 
 @dataclass(frozen=True)
 class JournalEntry:
+    """One sys_journal_field row."""
+
+    sys_id: str
+    element_id: str  # the incident's sys_id
     element: str  # work_notes or comments
     value: str
     created_on: str
     created_by: str
+    name: str = "incident"  # the table of the record the entry belongs to
+
+    def columns(self) -> dict[str, str]:
+        """The row as the Table API shows it (and as sysparm_query matches it)."""
+        return {
+            "element": self.element,
+            "element_id": self.element_id,
+            "name": self.name,
+            "sys_created_by": self.created_by,
+            "sys_created_on": self.created_on,
+            "sys_id": self.sys_id,
+            "value": self.value,
+        }
 
 
 @dataclass
@@ -58,6 +76,10 @@ class StoreFull(Exception):
 
 class JournalFull(Exception):
     pass
+
+
+class ClosedIncidentError(Exception):
+    """A write moving a Closed incident to another state: the instance refuses it."""
 
 
 class DataPolicyError(Exception):
@@ -111,6 +133,9 @@ class IncidentStore:
         self._max_journal = max_journal_entries
         self._clock = clock
         self._records: dict[str, Incident] = {}  # insertion order is creation order
+        # Every incident's journal entries by sys_id, oldest first across incidents, so the
+        # sys_journal_field table lists them in creation order without merging per-incident lists.
+        self._journal: dict[str, JournalEntry] = {}
         self._next_number = FIRST_NUMBER
 
     def record_count(self) -> int:
@@ -118,6 +143,7 @@ class IncidentStore:
 
     def clear(self) -> None:
         self._records.clear()
+        self._journal.clear()
         self._next_number = FIRST_NUMBER
 
     def all(self) -> list[Incident]:
@@ -126,8 +152,20 @@ class IncidentStore:
     def get(self, sys_id: str) -> Incident | None:
         return self._records.get(sys_id)
 
+    def journal(self) -> list[JournalEntry]:
+        return list(self._journal.values())
+
+    def journal_entry(self, sys_id: str) -> JournalEntry | None:
+        return self._journal.get(sys_id)
+
     def delete(self, sys_id: str) -> bool:
-        return self._records.pop(sys_id, None) is not None
+        incident = self._records.pop(sys_id, None)
+        if incident is None:
+            return False
+        # The entries go with their record, so the journal table stays bounded by the records.
+        for entry in incident.journal:
+            self._journal.pop(entry.sys_id, None)
+        return True
 
     def create(self, body: Mapping[str, Any], user: SnUser) -> Incident:
         if len(self._records) >= self._max_records:
@@ -161,9 +199,11 @@ class IncidentStore:
         values, notes = split_input(body)
         if len(incident.journal) + len(notes) > self._max_journal:
             raise JournalFull
+        previous_state = incident.values["state"]
+        if previous_state == schema.CLOSED_STATE and _target_state(values, previous_state) != previous_state:
+            raise ClosedIncidentError
         now = self._clock()
         record = dict(incident.values)
-        previous_state = record["state"]
         record.update(values)
         _apply_business_rules(record, previous_state, values, user, now)
         _check_data_policy(record)  # before anything is kept: a refused update changes nothing
@@ -178,7 +218,16 @@ class IncidentStore:
 
     def _add_notes(self, incident: Incident, notes: list[tuple[str, str]], user: SnUser, now: str) -> None:
         for element, text in notes:
-            incident.journal.append(JournalEntry(element, text, now, user.user_name))
+            entry = JournalEntry(uuid.uuid4().hex, incident.sys_id, element, text, now, user.user_name)
+            incident.journal.append(entry)
+            self._journal[entry.sys_id] = entry
+
+
+def _target_state(sent: Mapping[str, str], current: str) -> str:
+    """The state a write leads to, with legacy incident_state standing in for state."""
+    if "state" in sent:
+        return sent["state"]
+    return sent.get("incident_state", current)
 
 
 def _increment(counter: str) -> str:
@@ -190,15 +239,13 @@ def _apply_business_rules(
     record: dict[str, str], previous_state: str, sent: Mapping[str, str], user: SnUser, now: str
 ) -> None:
     # Legacy integrations set incident_state; the instance syncs it into state.
-    if "incident_state" in sent and "state" not in sent:
-        record["state"] = sent["incident_state"]
-    state = record["state"]
+    state = record["state"] = _target_state(sent, record["state"])
     record["incident_state"] = state
     record["priority"] = schema.PRIORITY_MATRIX.get((record["impact"], record["urgency"]), "5")
     if state in schema.RESOLVED_STATES and previous_state not in schema.RESOLVED_STATES:
         record["resolved_at"] = record["resolved_at"] or now
         record["resolved_by"] = record["resolved_by"] or user.sys_id
-    if state == "7" and previous_state != "7":
+    if state == schema.CLOSED_STATE and previous_state != schema.CLOSED_STATE:
         record["closed_at"] = now
         record["closed_by"] = user.sys_id
     if previous_state in schema.RESOLVED_STATES and state not in schema.RESOLVED_STATES:

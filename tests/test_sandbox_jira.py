@@ -240,6 +240,147 @@ async def test_comments(v2: Jira, v3: Jira) -> None:
     assert listing["total"] == 2
 
 
+async def test_comment_properties_visibility_and_listing(v2: Jira, v3: Jira) -> None:
+    key = (await v2.create(task()))["key"]
+    marker = {"key": "itsmgw", "value": {"op": "op-7"}}
+    developers = {"type": "role", "value": "Developers"}
+    status, first = await v2.call(
+        "POST",
+        f"issue/{key}/comment",
+        {"body": "Restarted the broker", "properties": [marker], "visibility": developers},
+    )
+    assert status == 201
+    assert first["visibility"] == {"type": "role", "value": "Developers"}
+    assert "properties" not in first  # only expand=properties shows them
+    internal = {"key": "sd.public.comment", "value": {"internal": True}}  # Service Management's flag
+    status, second = await v3.call(
+        "POST",
+        f"issue/{key}/comment",
+        {
+            "body": adf("Internal only"),
+            "properties": [internal],
+            "visibility": {"type": "group", "value": "jira-software-users"},
+        },
+        expand="properties",
+    )
+    assert status == 201
+    assert second["visibility"] == {
+        "type": "group",
+        "value": "jira-software-users",
+        "identifier": "jira-software-users",
+    }
+    assert second["properties"] == [internal]
+    assert (first["jsdPublic"], second["jsdPublic"]) == (True, False)
+    third = await v2.ok("POST", f"issue/{key}/comment", {"body": "Plain"})
+    assert "visibility" not in third
+
+    listing = await v2.ok("GET", f"issue/{key}/comment", expand="properties")
+    assert [(c["id"], c["properties"]) for c in listing["comments"]] == [
+        (first["id"], [marker]),
+        (second["id"], [internal]),
+        (third["id"], []),
+    ]
+    assert "properties" not in (await v2.ok("GET", f"issue/{key}/comment"))["comments"][0]
+    newest = await v3.ok("GET", f"issue/{key}/comment", orderBy="-created", startAt="1", maxResults="1")
+    assert ([c["id"] for c in newest["comments"]], newest["total"]) == ([second["id"]], 3)
+    one = await v3.ok("GET", f"issue/{key}/comment/{first['id']}", expand="properties")
+    assert one["properties"] == [marker]
+    assert one["body"]["type"] == "doc"  # v3 reads it back as ADF
+    assert one["visibility"]["identifier"] == "Developers"
+
+    for bad, field, message in (
+        ({"properties": {"itsmgw": 1}}, "properties", "properties must be a list of {key, value} objects."),
+        ({"properties": [{"key": "k" * 256, "value": 1}]}, "properties", "1 to 255 characters"),
+        ({"visibility": {"type": "role", "value": "Nope"}}, "commentLevel",
+         "You are currently not a member of the project role: Nope."),
+        ({"visibility": {"type": "group", "value": "strangers"}}, "commentLevel",
+         "You are currently not a member of the group: strangers."),
+        ({"visibility": {"type": "user", "value": "me"}}, "commentLevel", "type 'role' or 'group'"),
+    ):  # fmt: skip
+        status, error = await v2.call("POST", f"issue/{key}/comment", {"body": "x", **bad})
+        assert status == 400 and message in error["errors"][field], bad
+    assert (await v2.ok("GET", f"issue/{key}/comment"))["total"] == 3  # refused comments were not kept
+
+
+async def test_comment_property_endpoints(v2: Jira, v3: Jira) -> None:
+    key = (await v2.create(task()))["key"]
+    body = {"body": adf("Fixed"), "properties": [{"key": "itsmgw", "value": {"op": "op-1"}}]}
+    comment_id = (await v3.ok("POST", f"issue/{key}/comment", body))["id"]
+    path = f"comment/{comment_id}/properties"
+    assert await v3.call("GET", f"{path}/itsmgw") == (200, {"key": "itsmgw", "value": {"op": "op-1"}})
+    assert (await v2.call("PUT", f"{path}/extra", {"n": 1}))[0] == 201
+    assert (await v2.call("PUT", f"{path}/extra", {"n": 2}))[0] == 200
+    keys = await v3.ok("GET", path)
+    assert [k["key"] for k in keys["keys"]] == ["itsmgw", "extra"]
+    assert keys["keys"][1]["self"].endswith(f"/rest/api/3/comment/{comment_id}/properties/extra")
+    assert (await v3.call("DELETE", f"{path}/extra"))[0] == 204
+    status, error = await v2.call("GET", f"{path}/extra")
+    assert (status, error["errorMessages"]) == (404, ["The property with key 'extra' does not exist."])
+    assert (await v2.call("DELETE", f"{path}/extra"))[0] == 404
+    status, error = await v2.call("PUT", f"{path}/{'k' * 256}", {"n": 1})
+    assert status == 400
+    listed = await v2.ok("GET", f"issue/{key}/comment/{comment_id}", expand="properties")
+    assert listed["properties"] == [{"key": "itsmgw", "value": {"op": "op-1"}}]
+    status, error = await v2.call("GET", "comment/99999/properties/itsmgw")
+    assert (status, error["errorMessages"]) == (404, ["Can not find a comment for the id: 99999."])
+    assert (await v2.call("DELETE", f"issue/{key}"))[0] == 204
+    assert (await v3.call("GET", f"{path}/itsmgw"))[0] == 404  # gone with its issue
+
+
+async def test_transition_screens_require_a_resolution_into_done(v2: Jira, v3: Jira) -> None:
+    key = (await v2.create(task()))["key"]
+    expanded = await v2.ok("GET", f"issue/{key}/transitions", expand="transitions.fields")
+    assert [(t["name"], t["hasScreen"], t["fields"]) for t in expanded["transitions"]] == [
+        ("In Progress", False, {})
+    ]
+    await v2.ok("POST", f"issue/{key}/transitions", {"transition": {"id": "21"}})
+
+    expanded = await v3.ok("GET", f"issue/{key}/transitions", expand="transitions.fields")
+    by_name = {t["name"]: t for t in expanded["transitions"]}
+    assert (by_name["To Do"]["hasScreen"], by_name["To Do"]["fields"]) == (False, {})
+    done = by_name["Done"]
+    assert done["hasScreen"] is True
+    resolution = done["fields"]["resolution"]
+    assert {k: v for k, v in resolution.items() if k != "allowedValues"} == {
+        "required": True,
+        "schema": {"type": "resolution", "system": "resolution"},
+        "name": "Resolution",
+        "key": "resolution",
+        "hasDefaultValue": False,
+        "operations": ["set"],
+    }
+    resolutions = await v3.ok("GET", "resolution")
+    assert resolution["allowedValues"] == resolutions
+    assert "Won't Do" in [r["name"] for r in resolution["allowedValues"]]
+    plain = await v2.ok("GET", f"issue/{key}/transitions")
+    assert all("fields" not in t for t in plain["transitions"])
+    assert {t["name"]: t["hasScreen"] for t in plain["transitions"]} == {"To Do": False, "Done": True}
+
+    required = {"errorMessages": [], "errors": {"resolution": "Resolution is required."}}
+    for body in ({"transition": {"id": "31"}}, {"transition": {"id": "31"}, "fields": {}}):
+        assert await v2.call("POST", f"issue/{key}/transitions", body) == (400, required)
+    fields = await v2.fields(key)
+    assert (fields["status"]["name"], fields["resolution"]) == ("In Progress", None)  # nothing changed
+
+    won_t_do = {"transition": {"id": "31"}, "fields": {"resolution": {"name": "Won't Do"}}}
+    assert (await v3.call("POST", f"issue/{key}/transitions", won_t_do))[0] == 204
+    fields = await v2.fields(key)
+    assert (fields["status"]["name"], fields["resolution"]["name"]) == ("Done", "Won't Do")
+
+    from_done = await v2.ok("GET", f"issue/{key}/transitions")
+    assert [(t["id"], t["name"], t["to"]["name"]) for t in from_done["transitions"]] == [
+        ("11", "To Do", "To Do"),
+        ("41", "Reopen", "To Do"),
+    ]
+    reopen_resolved = {"transition": {"id": "41"}, "fields": {"resolution": {"id": "1"}}}
+    status, error = await v2.call("POST", f"issue/{key}/transitions", reopen_resolved)
+    assert status == 400 and "resolution" in error["errors"]  # no screen, so no resolution field
+    assert (await v2.call("POST", f"issue/{key}/transitions", {"transition": {"id": "41"}}))[0] == 204
+    fields = await v2.fields(key)
+    assert (fields["status"]["name"], fields["status"]["statusCategory"]["key"]) == ("To Do", "new")
+    assert (fields["resolution"], fields["resolutiondate"]) == (None, None)
+
+
 async def test_workflow_transitions(v2: Jira) -> None:
     key = (await v2.create(task()))["key"]
     listing = await v2.ok("GET", f"issue/{key}/transitions")

@@ -1,14 +1,17 @@
 """The Jira sandbox: REST API v2 (Data Center flavour) and v3 (Cloud flavour) on one site.
 
-Issues, comments, transitions, issue properties and search live here; read-only site metadata in
-jira_meta, search in jira_search. Answers match Jira's status codes and error bodies, including
-v3's insistence on Atlassian Document Format for rich text.
+Issues, comments (with visibility and entity properties), transitions, issue and comment
+properties live here; read-only site metadata in jira_meta, search in jira_search. Every write
+(create, edit, comment, transition) is subject to the late-commit and drop-after-commit faults.
+Answers match Jira's status codes and error bodies, including v3's insistence on Atlassian
+Document Format for rich text.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -43,7 +46,7 @@ from sandbox.jira.render import (
 )
 from sandbox.jira.search import SearchRoutes
 from sandbox.jira.settings import JiraSandboxAuth
-from sandbox.jira.store import Issue, IssueStore, StoreFull
+from sandbox.jira.store import Comment, Issue, IssueStore, StoreFull, Visibility
 from sandbox.wire import BodyNotJson, BodyTooLarge, is_json_content_type, read_json_body
 
 MAX_PROPERTY_KEY = 255
@@ -87,6 +90,30 @@ def _field_errors(check: FieldCheck) -> web.Response:
     return error_response(400, [], check.errors)
 
 
+def _parse_visibility(raw: Any, catalog: Catalog) -> tuple[Visibility | None, str | None]:
+    """A comment's `visibility`, or the commentLevel error Jira answers with."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict) or raw.get("type") not in ("role", "group") or not isinstance(
+        raw.get("value"), str
+    ):
+        return None, "Visibility must be an object with type 'role' or 'group' and a value."
+    kind, value = raw["type"], raw["value"]
+    if kind == "role" and value not in catalog.project_roles:
+        return None, f"You are currently not a member of the project role: {value}."
+    if kind == "group" and value not in catalog.groups:
+        return None, f"You are currently not a member of the group: {value}."
+    return Visibility(kind, value), None
+
+
+def _expands(request: web.Request, what: str) -> bool:
+    return what in {part.strip() for raw in request.query.getall("expand", []) for part in raw.split(",")}
+
+
+def _comment_not_found(comment_id: str) -> web.Response:
+    return error_response(404, [f"Can not find a comment for the id: {comment_id}."])
+
+
 class JiraSandbox:
     def __init__(self, auth: JiraSandboxAuth, faults: FaultState, limits: SandboxLimits) -> None:
         me, others = sandbox_users(auth.user)
@@ -103,6 +130,11 @@ class JiraSandbox:
             client_max_size=self._limits.max_body_bytes,
         )
         add_control_routes(app, self.faults, self.store)
+        comment_property = f"{API_ROOT}/comment/{{comment}}/properties"
+        app.router.add_get(comment_property, self.list_comment_properties)
+        app.router.add_get(f"{comment_property}/{{key}}", self.get_comment_property)
+        app.router.add_put(f"{comment_property}/{{key}}", self.put_comment_property)
+        app.router.add_delete(f"{comment_property}/{{key}}", self.delete_comment_property)
         # Metadata first: issue/createmeta must win over issue/{issue}.
         MetaRoutes(self.catalog).add_to(app)
         SearchRoutes(
@@ -160,12 +192,34 @@ class JiraSandbox:
         return self.store.find(request.match_info["issue"])
 
     def _without_dropped(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A screen without some fields (a drill's dropped_fields) silently ignores them."""
+        """A screen without some fields (a drill's dropped_fields) silently ignores them, whether
+        they are set (`fields`) or operated on (`update`)."""
         dropped = self.faults.settings.dropped_fields
-        fields = body.get("fields")
-        if not dropped or not isinstance(fields, dict):
+        if not dropped:
             return body
-        return {**body, "fields": {k: v for k, v in fields.items() if k not in dropped}}
+        kept = dict(body)
+        for section in ("fields", "update"):
+            values = body.get(section)
+            if isinstance(values, dict):
+                kept[section] = {k: v for k, v in values.items() if k not in dropped}
+        return kept
+
+    def _comment_without_dropped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """On a comment, dropped_fields names its attributes (properties, visibility): lost the
+        way an app or automation rule stripping them would lose them."""
+        dropped = self.faults.settings.dropped_fields
+        return {k: v for k, v in body.items() if k == "body" or k not in dropped}
+
+    def _deliver(self, request: web.Request, apply: Callable[[], web.StreamResponse]) -> web.StreamResponse:
+        """Applies a validated write under the write faults: answered 504 and applied late, or
+        applied and the connection cut, or applied and answered."""
+        late = commit_late(self.faults, apply)
+        if late is not None:
+            return late
+        response = apply()
+        if response.status < 300 and self.faults.roll_drop_after_commit():
+            return cut_connection(request)
+        return response
 
     def _comment_room(self, issue: Issue, adding: int) -> web.Response | None:
         limit = self._limits.max_journal_entries
@@ -211,25 +265,21 @@ class JiraSandbox:
         default_priority = self.catalog.priority({"name": self.catalog.default_priority})
         assert default_priority is not None  # the catalog always holds its default
 
-        def create() -> Issue:
-            issue = self.store.create(project, check.values, default_priority, self.catalog.me, properties)
+        api = api_of(request)
+
+        def create() -> web.Response:
+            me = self.catalog.me
+            try:
+                issue = self.store.create(project, check.values, default_priority, me, properties)
+            except StoreFull:
+                return error_response(507, [f"The sandbox holds at most {self._limits.max_records} issues."])
             for comment in check.comments:
                 self.store.add_comment(issue, comment, self.catalog.me)
-            return issue
+            return web.json_response(
+                {"id": str(issue.id), "key": issue.key, "self": api.url(f"issue/{issue.id}")}, status=201
+            )
 
-        late = commit_late(self.faults, create)
-        if late is not None:
-            return late
-        try:
-            issue = create()
-        except StoreFull:
-            return error_response(507, [f"The sandbox holds at most {self._limits.max_records} issues."])
-        if self.faults.roll_drop_after_commit():
-            return cut_connection(request)
-        api = api_of(request)
-        return web.json_response(
-            {"id": str(issue.id), "key": issue.key, "self": api.url(f"issue/{issue.id}")}, status=201
-        )
+        return self._deliver(request, create)
 
     async def get_issue(self, request: web.Request) -> web.Response:
         issue = self._issue(request)
@@ -240,7 +290,7 @@ class JiraSandbox:
         properties = [p for raw in query.getall("properties", []) for p in raw.split(",") if p]
         return web.json_response(issue_json(api_of(request), issue, self.catalog, selection, properties))
 
-    async def edit_issue(self, request: web.Request) -> web.Response:
+    async def edit_issue(self, request: web.Request) -> web.StreamResponse:
         issue = self._issue(request)
         if issue is None:
             return issue_not_found()
@@ -252,13 +302,19 @@ class JiraSandbox:
             return _field_errors(check)
         if (full := self._comment_room(issue, len(check.comments))) is not None:
             return full
-        self.store.edit(issue, check.values)
-        for comment in check.comments:
-            self.store.add_comment(issue, comment, self.catalog.me)
-        if request.query.get("returnIssue", "").lower() == "true":
-            selection = FieldSelection.parse([], "*all")
-            return web.json_response(issue_json(api_of(request), issue, self.catalog, selection))
-        return web.Response(status=204)
+        api = api_of(request)
+        return_issue = request.query.get("returnIssue", "").lower() == "true"
+
+        def edit() -> web.Response:
+            self.store.edit(issue, check.values)
+            for comment in check.comments:
+                self.store.add_comment(issue, comment, self.catalog.me)
+            if return_issue:
+                selection = FieldSelection.parse([], "*all")
+                return web.json_response(issue_json(api, issue, self.catalog, selection))
+            return web.Response(status=204)
+
+        return self._deliver(request, edit)
 
     async def delete_issue(self, request: web.Request) -> web.Response:
         issue = self._issue(request)
@@ -280,23 +336,52 @@ class JiraSandbox:
             list(reversed(issue.comments)) if request.query.get("orderBy") == "-created" else issue.comments
         )
         page = ordered[start : start + count]
-        return web.json_response(comments_page(api_of(request), issue, page, start, len(issue.comments)))
+        answer = comments_page(
+            api_of(request),
+            issue,
+            page,
+            start,
+            len(issue.comments),
+            with_properties=_expands(request, "properties"),
+        )
+        return web.json_response(answer)
 
-    async def add_comment(self, request: web.Request) -> web.Response:
+    async def add_comment(self, request: web.Request) -> web.StreamResponse:
         issue = self._issue(request)
         if issue is None:
             return issue_not_found()
         body = await json_object(request, self._limits.max_body_bytes)
         if isinstance(body, web.Response):
             return body
+        body = self._comment_without_dropped(body)
         text = body.get("body")
         error = "Comment body can not be empty!" if not text else rich_text_error(text, api_version(request))
         if error:
             return error_response(400, [], {"comment": error})
+        properties, property_error = _parse_properties(body.get("properties"))
+        if property_error:
+            return error_response(400, [], {"properties": property_error})
+        if len(properties) > self._limits.max_issue_properties:
+            return error_response(
+                400, [f"A comment can hold at most {self._limits.max_issue_properties} properties."]
+            )
+        visibility, visibility_error = _parse_visibility(body.get("visibility"), self.catalog)
+        if visibility_error:
+            return error_response(400, [], {"commentLevel": visibility_error})
         if (full := self._comment_room(issue, 1)) is not None:
             return full
-        comment = self.store.add_comment(issue, text, self.catalog.me)
-        return web.json_response(comment_json(api_of(request), issue, comment), status=201)
+        api, with_properties = api_of(request), _expands(request, "properties")
+
+        def add() -> web.Response:
+            # Checked again when a late write lands: other comments may have filled the issue since.
+            if (full := self._comment_room(issue, 1)) is not None:
+                return full
+            comment = self.store.add_comment(issue, text, self.catalog.me, visibility, properties)
+            return web.json_response(
+                comment_json(api, issue, comment, with_properties=with_properties), status=201
+            )
+
+        return self._deliver(request, add)
 
     async def get_comment(self, request: web.Request) -> web.Response:
         issue = self._issue(request)
@@ -305,8 +390,48 @@ class JiraSandbox:
         wanted = request.match_info["comment"]
         comment = next((c for c in issue.comments if c.id == wanted), None)
         if comment is None:
-            return error_response(404, [f"Can not find a comment for the id: {wanted}."])
-        return web.json_response(comment_json(api_of(request), issue, comment))
+            return _comment_not_found(wanted)
+        shown = comment_json(api_of(request), issue, comment, with_properties=_expands(request, "properties"))
+        return web.json_response(shown)
+
+    def _comment(self, request: web.Request) -> Comment | web.Response:
+        wanted = request.match_info["comment"]
+        found = self.store.find_comment(wanted)
+        return _comment_not_found(wanted) if found is None else found[1]
+
+    async def list_comment_properties(self, request: web.Request) -> web.Response:
+        comment = self._comment(request)
+        if isinstance(comment, web.Response):
+            return comment
+        api = api_of(request)
+        keys = [
+            {"self": api.url(f"comment/{comment.id}/properties/{k}"), "key": k} for k in comment.properties
+        ]
+        return web.json_response({"keys": keys})
+
+    async def get_comment_property(self, request: web.Request) -> web.Response:
+        comment = self._comment(request)
+        if isinstance(comment, web.Response):
+            return comment
+        key = request.match_info["key"]
+        if key not in comment.properties:
+            return error_response(404, [f"The property with key '{key}' does not exist."])
+        return web.json_response({"key": key, "value": comment.properties[key]})
+
+    async def put_comment_property(self, request: web.Request) -> web.Response:
+        comment = self._comment(request)
+        if isinstance(comment, web.Response):
+            return comment
+        return await self._put_property(request, comment.properties, "A comment")
+
+    async def delete_comment_property(self, request: web.Request) -> web.Response:
+        comment = self._comment(request)
+        if isinstance(comment, web.Response):
+            return comment
+        key = request.match_info["key"]
+        if comment.properties.pop(key, None) is None:
+            return error_response(404, [f"The property with key '{key}' does not exist."])
+        return web.Response(status=204)
 
     async def list_transitions(self, request: web.Request) -> web.Response:
         issue = self._issue(request)
@@ -314,14 +439,16 @@ class JiraSandbox:
             return issue_not_found()
         api = api_of(request)
         wanted = request.query.get("transitionId")
+        # expand=transitions.fields shows each transition's screen: what a POST must carry.
+        resolutions = self.catalog.resolutions if _expands(request, "transitions.fields") else None
         transitions = [
-            transition_json(api, t)
+            transition_json(api, t, resolutions)
             for t in self.catalog.transitions_from(issue.status)
             if wanted is None or t.id == wanted
         ]
         return web.json_response({"expand": "transitions", "transitions": transitions})
 
-    async def do_transition(self, request: web.Request) -> web.Response:
+    async def do_transition(self, request: web.Request) -> web.StreamResponse:
         issue = self._issue(request)
         if issue is None:
             return issue_not_found()
@@ -338,16 +465,24 @@ class JiraSandbox:
         if transition is None:
             return error_response(400, [f"Transition id '{wanted_id}' is not valid for this issue."])
         resolution, check = check_transition(
-            body, issue, transition.to.category.key == "done", self._context(request)
+            self._without_dropped(body), issue, transition.has_screen, self._context(request)
         )
         if check.errors:
             return _field_errors(check)
         if (full := self._comment_room(issue, len(check.comments))) is not None:
             return full
-        self.store.transition(issue, transition, resolution)
-        for comment in check.comments:
-            self.store.add_comment(issue, comment, self.catalog.me)
-        return web.Response(status=204)
+
+        def move() -> web.Response:
+            # A late write finds the issue wherever it went meanwhile; from there the workflow may
+            # no longer offer this transition, and Jira would refuse it.
+            if transition not in self.catalog.transitions_from(issue.status):
+                return error_response(400, [f"Transition id '{transition.id}' is not valid for this issue."])
+            self.store.transition(issue, transition, resolution)
+            for comment in check.comments:
+                self.store.add_comment(issue, comment, self.catalog.me)
+            return web.Response(status=204)
+
+        return self._deliver(request, move)
 
     async def list_properties(self, request: web.Request) -> web.Response:
         issue = self._issue(request)
@@ -370,6 +505,12 @@ class JiraSandbox:
         issue = self._issue(request)
         if issue is None:
             return issue_not_found()
+        return await self._put_property(request, issue.properties, "An issue")
+
+    async def _put_property(
+        self, request: web.Request, properties: dict[str, Any], owner: str
+    ) -> web.Response:
+        """PUT .../properties/{key} on an issue or a comment: 201 created, 200 updated."""
         key = request.match_info["key"]
         try:
             value = await read_json_body(request, self._limits.max_body_bytes)
@@ -381,12 +522,12 @@ class JiraSandbox:
             return error_response(400, ["The property value must be valid JSON."])
         if error := _property_error(key, value):
             return error_response(400, [error])
-        created = key not in issue.properties
-        if created and len(issue.properties) >= self._limits.max_issue_properties:
+        created = key not in properties
+        if created and len(properties) >= self._limits.max_issue_properties:
             return error_response(
-                400, [f"An issue can hold at most {self._limits.max_issue_properties} properties."]
+                400, [f"{owner} can hold at most {self._limits.max_issue_properties} properties."]
             )
-        issue.properties[key] = value
+        properties[key] = value
         return web.Response(status=201 if created else 200)
 
     async def delete_property(self, request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """What the Jira sandbox's site contains besides issues: project OPS, its issue types, components
-and versions, priorities, the To Do -> In Progress -> Done workflow, resolutions, users and
-custom fields. Ids follow a fresh Jira Cloud site so clients that hard-code them still work.
+and versions, priorities, the To Do -> In Progress -> Done workflow (with Reopen), resolutions,
+users, project roles, groups and custom fields. Ids follow a fresh Jira Cloud site so clients that
+hard-code them still work.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class Transition:
     id: str
     name: str
     to: Status
+
+    @property
+    def has_screen(self) -> bool:
+        """Transitions into a done status show the resolve screen, where Resolution is required
+        (as in Jira's classic workflows); the others have no screen."""
+        return self.to.category.key == "done"
 
 
 @dataclass(frozen=True)
@@ -108,10 +115,11 @@ STATUSES = (TO_DO, IN_PROGRESS, DONE)
 TO_TO_DO = Transition("11", "To Do", TO_DO)
 TO_IN_PROGRESS = Transition("21", "In Progress", IN_PROGRESS)
 TO_DONE = Transition("31", "Done", DONE)
+REOPEN = Transition("41", "Reopen", TO_DO)  # named for what it does, as workflows often name it
 WORKFLOW: dict[str, tuple[Transition, ...]] = {
     TO_DO.id: (TO_IN_PROGRESS,),
     IN_PROGRESS.id: (TO_TO_DO, TO_DONE),
-    DONE.id: (TO_TO_DO,),
+    DONE.id: (TO_TO_DO, REOPEN),
 }
 
 RESOLUTIONS = (
@@ -136,6 +144,10 @@ ISSUE_TYPES = (
     IssueType("10003", "Story", "A user story."),
     IssueType("10004", "Incident", "A disruption to a service."),
 )
+
+# Who a comment can be restricted to (its visibility). The sandbox user belongs to all of them.
+PROJECT_ROLES = ("Administrators", "Developers", "Users")
+GROUPS = ("jira-administrators", "jira-software-users", "site-admins")
 
 CUSTOM_FIELDS = (
     CustomField("customfield_10010", "Team", "string"),
@@ -193,6 +205,8 @@ class Catalog:
     resolutions: tuple[Resolution, ...] = RESOLUTIONS
     custom_fields: tuple[CustomField, ...] = CUSTOM_FIELDS
     others: tuple[JiraUser, ...] = field(default_factory=tuple)
+    project_roles: tuple[str, ...] = PROJECT_ROLES
+    groups: tuple[str, ...] = GROUPS
 
     @property
     def users(self) -> tuple[JiraUser, ...]:

@@ -321,7 +321,8 @@ def check_edit(body: Mapping[str, Any], issue: Issue, ctx: FieldContext) -> Fiel
 def check_transition(
     body: Mapping[str, Any], issue: Issue, to_done: bool, ctx: FieldContext
 ) -> tuple[Resolution | None, FieldCheck]:
-    """The transition screen: a resolution (only into Done) and comments; nothing else is on it."""
+    """The transition screen: a resolution (required into Done, refused elsewhere) and comments;
+    nothing else is on it."""
     check = FieldCheck()
     fields, update = _sections(body, check)
     resolution: Resolution | None = None
@@ -335,6 +336,6 @@ def check_transition(
             check.errors[field_id] = cannot_set(field_id)
     comments = {"comment": update["comment"]} if "comment" in update else {}
     _check_update(_Parser(ctx, issue.project, issue), comments, check)
-    if resolution is None and to_done:
-        resolution = ctx.catalog.resolution({"name": "Done"})
+    if to_done and "resolution" not in fields:
+        check.errors["resolution"] = "Resolution is required."
     return resolution, check

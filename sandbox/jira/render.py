@@ -74,17 +74,37 @@ def status_json(api: Api, status: Status) -> dict[str, Any]:
     }
 
 
-def transition_json(api: Api, transition: Transition) -> dict[str, Any]:
-    return {
+def transition_json(
+    api: Api, transition: Transition, resolutions: Iterable[Resolution] | None = None
+) -> dict[str, Any]:
+    """A transition; with `resolutions` (expand=transitions.fields) also the fields of its screen."""
+    body: dict[str, Any] = {
         "id": transition.id,
         "name": transition.name,
         "to": status_json(api, transition.to),
-        "hasScreen": False,
+        "hasScreen": transition.has_screen,
         "isGlobal": False,
         "isInitial": False,
         "isAvailable": True,
         "isConditional": False,
         "isLooped": False,
+    }
+    if resolutions is not None:
+        body["fields"] = _resolve_screen(api, resolutions) if transition.has_screen else {}
+    return body
+
+
+def _resolve_screen(api: Api, resolutions: Iterable[Resolution]) -> dict[str, Any]:
+    return {
+        "resolution": {
+            "required": True,
+            "schema": {"type": "resolution", "system": "resolution"},
+            "name": "Resolution",
+            "key": "resolution",
+            "hasDefaultValue": False,
+            "operations": ["set"],
+            "allowedValues": [resolution_json(api, r) for r in resolutions],
+        }
     }
 
 
@@ -179,8 +199,20 @@ def custom_field_json(custom: CustomField) -> dict[str, Any]:
     }
 
 
-def comment_json(api: Api, issue: Issue, comment: Comment) -> dict[str, Any]:
-    return {
+# The property Jira Service Management reads to tell internal comments from public ones.
+SERVICE_DESK_PROPERTY = "sd.public.comment"
+
+
+def _is_public(comment: Comment) -> bool:
+    marker = comment.properties.get(SERVICE_DESK_PROPERTY)
+    return not (isinstance(marker, dict) and marker.get("internal") is True)
+
+
+def comment_json(
+    api: Api, issue: Issue, comment: Comment, *, with_properties: bool = False
+) -> dict[str, Any]:
+    """A comment; `with_properties` (expand=properties) adds its entity properties."""
+    body: dict[str, Any] = {
         "self": api.url(f"issue/{issue.id}/comment/{comment.id}"),
         "id": comment.id,
         "author": user_json(api, comment.author),
@@ -188,17 +220,33 @@ def comment_json(api: Api, issue: Issue, comment: Comment) -> dict[str, Any]:
         "updateAuthor": user_json(api, comment.author),
         "created": comment.created,
         "updated": comment.updated,
-        "jsdPublic": True,
+        "jsdPublic": _is_public(comment),
     }
+    if comment.visibility is not None:
+        shown = {"type": comment.visibility.type, "value": comment.visibility.value}
+        if api.version >= 3:  # Cloud adds the identifier (the role name, or the group's name here)
+            shown["identifier"] = comment.visibility.value
+        body["visibility"] = shown
+    if with_properties:
+        body["properties"] = [{"key": k, "value": v} for k, v in comment.properties.items()]
+    return body
 
 
-def comments_page(api: Api, issue: Issue, comments: list[Comment], start: int, total: int) -> dict[str, Any]:
+def comments_page(
+    api: Api,
+    issue: Issue,
+    comments: list[Comment],
+    start: int,
+    total: int,
+    *,
+    with_properties: bool = False,
+) -> dict[str, Any]:
     return {
         "self": api.url(f"issue/{issue.id}/comment"),
         "startAt": start,
         "maxResults": len(comments),
         "total": total,
-        "comments": [comment_json(api, issue, c) for c in comments],
+        "comments": [comment_json(api, issue, c, with_properties=with_properties) for c in comments],
     }
 
 

@@ -1,4 +1,4 @@
-"""In-memory Jira issues: numbering, workflow state, comments and issue properties."""
+"""In-memory Jira issues: numbering, workflow state, comments, and issue and comment properties."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def jira_timestamp() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
 
 
+@dataclass(frozen=True)
+class Visibility:
+    """Who may see a comment: members of a project role or of a group."""
+
+    type: str  # role or group
+    value: str
+
+
 @dataclass
 class Comment:
     id: str
@@ -38,6 +46,8 @@ class Comment:
     author: JiraUser
     created: str
     updated: str
+    visibility: Visibility | None = None
+    properties: dict[str, Any] = field(default_factory=dict)  # entity properties, insertion ordered
 
 
 @dataclass
@@ -110,6 +120,8 @@ class IssueStore:
         self._next_id = FIRST_ISSUE_ID
         self._next_comment_id = FIRST_COMMENT_ID
         self._next_number: dict[str, int] = {}
+        # Comment id -> its issue: Jira addresses comment properties by comment id alone.
+        self._comment_issue: dict[str, Issue] = {}
 
     def record_count(self) -> int:
         return len(self._by_id)
@@ -120,6 +132,7 @@ class IssueStore:
         self._next_id = FIRST_ISSUE_ID
         self._next_comment_id = FIRST_COMMENT_ID
         self._next_number.clear()
+        self._comment_issue.clear()
 
     def all(self) -> list[Issue]:
         return list(self._by_id.values())
@@ -180,14 +193,34 @@ class IssueStore:
     def delete(self, issue: Issue) -> None:
         self._by_id.pop(issue.id, None)
         self._by_key.pop(issue.key, None)
+        for comment in issue.comments:
+            self._comment_issue.pop(comment.id, None)
 
-    def add_comment(self, issue: Issue, body: Any, author: JiraUser) -> Comment:
+    def add_comment(
+        self,
+        issue: Issue,
+        body: Any,
+        author: JiraUser,
+        visibility: Visibility | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> Comment:
         now = self._clock()
-        comment = Comment(str(self._next_comment_id), body, author, now, now)
+        comment = Comment(
+            str(self._next_comment_id), body, author, now, now, visibility, dict(properties or {})
+        )
         self._next_comment_id += 1
         issue.comments.append(comment)
         issue.updated = now
+        if issue.id in self._by_id:  # a late write may land on an issue deleted meanwhile
+            self._comment_issue[comment.id] = issue
         return comment
+
+    def find_comment(self, comment_id: str) -> tuple[Issue, Comment] | None:
+        issue = self._comment_issue.get(comment_id)
+        if issue is None:
+            return None
+        comment = next((c for c in issue.comments if c.id == comment_id), None)
+        return None if comment is None else (issue, comment)
 
     def transition(self, issue: Issue, transition: Transition, resolution: Resolution | None) -> None:
         now = self._clock()

@@ -47,6 +47,7 @@ def basic(user: str, secret: str) -> dict[str, str]:
 SN_AUTH = {"Accept": "application/json", **basic(DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)}
 JIRA_AUTH = basic(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN)
 INCIDENTS = "/api/now/table/incident"
+JOURNAL = "/api/now/table/sys_journal_field"
 ISSUES = "/rest/api/2/issue"
 JIRA_TASK = {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "drill"}}
 
@@ -166,6 +167,153 @@ async def test_late_commit_answers_504_at_once_and_stores_the_record_later(
         f"{sn}{INCIDENTS}", params={"sysparm_query": "correlation_id=late-1"}, headers=SN_AUTH
     ) as r:
         assert len((await r.json())["result"]) == 1
+
+
+async def sn_call(
+    http: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    async with http.request(method, url, json=body, headers=SN_AUTH) as r:
+        return r.status, (await r.json()) if r.content_type == "application/json" else await r.text()
+
+
+async def jira_call(
+    http: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    async with http.request(method, url, json=body, headers=JIRA_AUTH) as r:
+        return r.status, (await r.json()) if r.content_type == "application/json" else await r.text()
+
+
+async def journal_values(http: aiohttp.ClientSession, sn: str, sys_id: str) -> list[str]:
+    status, answer = await sn_call(http, "GET", f"{sn}{JOURNAL}?sysparm_query=element_id={sys_id}")
+    assert status == 200
+    return [row["value"] for row in answer["result"]]
+
+
+async def test_late_commit_applies_to_updates_notes_comments_and_transitions(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    """Every write, not only creates, can be answered 504 while it still lands: the case where a
+    gateway must look for its marker before sending a note or a transition again."""
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
+    status, created = await sn_call(http, "POST", f"{sn}{INCIDENTS}", {"short_description": "x"})
+    incident = f"{sn}{INCIDENTS}/{created['result']['sys_id']}"
+    assert (await jira_call(http, "POST", f"{jira}{ISSUES}", JIRA_TASK))[0] == 201
+    for base in (sn, jira):
+        await put_faults(http, base, {"late_commit_rate": 1.0, "late_commit_ms": 300})
+
+    note = {"work_notes": "Freed space [itsmgw:op-1]", "urgency": "1"}
+    assert (await sn_call(http, "PATCH", incident, note))[0] == 504
+    assert (await sn_call(http, "PUT", incident, {"comments": "Customer told"}))[0] == 504
+    assert (await jira_call(http, "PUT", f"{jira}{ISSUES}/OPS-1", {"fields": {"summary": "late"}}))[0] == 504
+    comment = {"body": "Restarted", "properties": [{"key": "itsmgw", "value": {"op": "op-2"}}]}
+    assert (await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/comment", comment))[0] == 504
+    move = {"transition": {"id": "21"}}
+    assert (await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/transitions", move))[0] == 504
+
+    await put_faults(http, sn, {"late_commit_rate": 0.0})
+    await put_faults(http, jira, {"late_commit_rate": 0.0})
+    assert await journal_values(http, sn, created["result"]["sys_id"]) == []  # not yet
+    assert (await sn_call(http, "GET", incident))[1]["result"]["urgency"] == "3"
+    status, issue = await jira_call(http, "GET", f"{jira}{ISSUES}/OPS-1")
+    assert (issue["fields"]["summary"], issue["fields"]["status"]["name"]) == ("drill", "To Do")
+    assert issue["fields"]["comment"]["total"] == 0
+
+    await asyncio.sleep(0.6)
+    assert await journal_values(http, sn, created["result"]["sys_id"]) == [
+        "Freed space [itsmgw:op-1]",
+        "Customer told",
+    ]
+    assert (await sn_call(http, "GET", incident))[1]["result"]["urgency"] == "1"
+    status, issue = await jira_call(http, "GET", f"{jira}{ISSUES}/OPS-1")
+    assert (issue["fields"]["summary"], issue["fields"]["status"]["name"]) == ("late", "In Progress")
+    [landed] = issue["fields"]["comment"]["comments"]
+    property_url = f"{jira}/rest/api/3/comment/{landed['id']}/properties/itsmgw"
+    status, marker = await jira_call(http, "GET", property_url)
+    assert (status, marker["value"]) == (200, {"op": "op-2"})
+    # Journal entries and comments are not records: the counters stay about incidents and issues.
+    assert await stats(http, sn) == {"records": 1, "requests": 7, "faults_injected": 2}
+    assert await stats(http, jira) == {"records": 1, "requests": 7, "faults_injected": 3}
+
+
+async def test_drop_after_commit_applies_to_updates_notes_comments_and_transitions(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
+    status, created = await sn_call(http, "POST", f"{sn}{INCIDENTS}", {"short_description": "x"})
+    sys_id = created["result"]["sys_id"]
+    assert (await jira_call(http, "POST", f"{jira}{ISSUES}", JIRA_TASK))[0] == 201
+    for base in (sn, jira):
+        await put_faults(http, base, {"drop_after_commit_rate": 1.0})
+
+    cut = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    with pytest.raises(cut):
+        await sn_call(http, "PATCH", f"{sn}{INCIDENTS}/{sys_id}", {"work_notes": "[itsmgw:op-3]"})
+    with pytest.raises(cut):
+        await sn_call(http, "PUT", f"{sn}{INCIDENTS}/{sys_id}", {"state": "2"})
+    with pytest.raises(cut):
+        await jira_call(http, "PUT", f"{jira}{ISSUES}/OPS-1", {"update": {"labels": [{"add": "cut"}]}})
+    with pytest.raises(cut):
+        await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/comment", {"body": "cut"})
+    with pytest.raises(cut):
+        await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/transitions", {"transition": {"id": "21"}})
+    # A refused write is answered, never cut: nothing was committed to hide.
+    done = {"transition": {"id": "31"}}
+    status, refused = await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/transitions", done)
+    assert (status, refused["errors"]) == (400, {"resolution": "Resolution is required."})
+
+    for base in (sn, jira):
+        await put_faults(http, base, {"drop_after_commit_rate": 0.0})
+    assert await journal_values(http, sn, sys_id) == ["[itsmgw:op-3]"]
+    assert (await sn_call(http, "GET", f"{sn}{INCIDENTS}/{sys_id}"))[1]["result"]["state"] == "2"
+    fields = (await jira_call(http, "GET", f"{jira}{ISSUES}/OPS-1"))[1]["fields"]
+    assert (fields["labels"], fields["status"]["name"]) == (["cut"], "In Progress")
+    assert [c["body"] for c in fields["comment"]["comments"]] == ["cut"]
+
+
+async def test_dropped_fields_apply_to_updates_and_comments(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
+    status, created = await sn_call(http, "POST", f"{sn}{INCIDENTS}", {"short_description": "x"})
+    sys_id = created["result"]["sys_id"]
+    assert (await jira_call(http, "POST", f"{jira}{ISSUES}", JIRA_TASK))[0] == 201
+    await put_faults(http, sn, {"dropped_fields": ["work_notes"]})
+    await put_faults(http, jira, {"dropped_fields": ["labels", "properties"]})
+
+    note = {"work_notes": "lost", "urgency": "2"}
+    status, _ = await sn_call(http, "PATCH", f"{sn}{INCIDENTS}/{sys_id}", note)
+    assert status == 200  # silently: the rest of the write lands
+    assert await journal_values(http, sn, sys_id) == []
+    assert (await sn_call(http, "GET", f"{sn}{INCIDENTS}/{sys_id}"))[1]["result"]["urgency"] == "2"
+    edit = {"fields": {"summary": "kept"}, "update": {"labels": [{"add": "gw-marker"}]}}
+    assert (await jira_call(http, "PUT", f"{jira}{ISSUES}/OPS-1", edit))[0] == 204
+    comment = {"body": "kept", "properties": [{"key": "itsmgw", "value": {"op": "op-4"}}]}
+    status, added = await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/comment?expand=properties", comment)
+    assert (status, added["body"], added["properties"]) == (201, "kept", [])
+    fields = (await jira_call(http, "GET", f"{jira}{ISSUES}/OPS-1"))[1]["fields"]
+    assert (fields["summary"], fields["labels"]) == ("kept", [])
+
+
+async def test_reset_clears_journal_and_comments_too(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    sn, jira = sandbox.url("servicenow"), sandbox.url("jira")
+    await sn_call(http, "POST", f"{sn}{INCIDENTS}", {"short_description": "x", "work_notes": "note"})
+    await jira_call(http, "POST", f"{jira}{ISSUES}", JIRA_TASK)
+    comment = {"body": "c", "properties": [{"key": "itsmgw", "value": 1}]}
+    status, first = await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/comment", comment)
+    assert status == 201
+    for base in (sn, jira):
+        assert (await stats(http, base))["records"] == 1
+        async with http.post(f"{base}/_sandbox/reset") as r:
+            assert r.status == 204
+    status, rows = await sn_call(http, "GET", f"{sn}{JOURNAL}")
+    assert (status, rows["result"]) == (200, [])
+    property_url = f"{jira}/rest/api/2/comment/{first['id']}/properties/itsmgw"
+    assert (await jira_call(http, "GET", property_url))[0] == 404
+    await jira_call(http, "POST", f"{jira}{ISSUES}", JIRA_TASK)
+    status, again = await jira_call(http, "POST", f"{jira}{ISSUES}/OPS-1/comment", {"body": "c"})
+    assert again["id"] == first["id"]  # numbering restarts like a fresh site
 
 
 async def test_partial_put_merges_and_bad_values_name_the_key(

@@ -98,12 +98,36 @@ def pysnc_round_trip(client: pysnc.ServiceNowClient) -> dict[str, Any]:
 
     record = client.GlideRecord("incident")
     assert record.get(sys_id)
-    record.work_notes = "pysnc: cleaned up old logs"
+    record.work_notes = "pysnc: cleaned up old logs [itsmgw:op-1]"
+    record.update()
+    record.comments = "pysnc: we are on it"
     record.update()
     record.state = "6"
     record.close_code = "Solution provided"
     record.close_notes = "Freed 40 GB"
     record.update()
+
+    # How a client finds the note it wrote: the journal rows, by record and marker.
+    notes = client.GlideRecord("sys_journal_field")
+    notes.add_query("element_id", sys_id)
+    notes.add_query("element", "work_notes")
+    notes.add_query("value", "ENDSWITH", "[itsmgw:op-1]")
+    notes.query()
+    seen["marked"] = [(n.get_value("name"), n.get_value("value")) for n in notes]
+    every = client.GlideRecord("sys_journal_field")
+    every.add_query("element_id", sys_id)
+    every.order_by_desc("sys_created_on")
+    every.query()
+    seen["journal"] = [n.get_value("element") for n in every]
+    forged = client.GlideRecord("sys_journal_field")
+    forged.initialize()
+    forged.element_id = sys_id
+    forged.value = "forged"
+    try:
+        forged.insert()
+        seen["forged"] = "inserted"
+    except pysnc.exceptions.RoleException as exc:
+        seen["forged"] = str(exc)
 
     final = client.GlideRecord("incident")
     final.display_value = True
@@ -131,6 +155,9 @@ async def test_pysnc_basic_auth_create_get_query_note_and_resolve(
     assert seen["found"] == [seen["sys_id"]]
     assert seen["final_state"] == "Resolved"
     assert "pysnc: cleaned up old logs" in seen["work_notes"]
+    assert seen["marked"] == [("incident", "pysnc: cleaned up old logs [itsmgw:op-1]")]
+    assert seen["journal"] == ["comments", "work_notes"]  # newest first
+    assert "ACL Exception Insert Failed" in seen["forged"]
 
 
 async def test_pysnc_oauth_password_grant(sandbox: RunningSandbox, certificate: TlsFiles) -> None:
@@ -163,8 +190,26 @@ def jira_round_trip(client: jira.JIRA, description: Any) -> dict[str, Any]:
     seen["found"] = [found.key for found in client.search_issues('labels = "gw-jira-1"')]
     comment_body: Any = "Started" if client._options["rest_api_version"] == "2" else description
     seen["comment"] = client.add_comment(issue.key, comment_body).id
+    # is_internal sends Service Management's comment property: a comment with properties, as the
+    # gateway's marked comments are.
+    internal = client.add_comment(
+        issue.key, comment_body, visibility={"type": "role", "value": "Developers"}, is_internal=True
+    )
+    seen["internal_visibility"] = internal.raw["visibility"]["value"]
+    seen["comment_properties"] = [
+        c.raw["properties"] for c in client.comments(issue.key, expand="properties", order_by="created")
+    ]
+    one = client.comment(issue.key, internal.id, expand="properties")
+    seen["one_comment_properties"] = one.raw["properties"]
     seen["transitions"] = [t["name"] for t in client.transitions(issue.key)]
     client.transition_issue(issue.key, "In Progress")
+    screens = client.transitions(issue.key, expand="transitions.fields")
+    seen["screens"] = {t["name"]: sorted(t["fields"]) for t in screens}
+    try:
+        client.transition_issue(issue.key, "Done")  # the library sends "fields": {}: the screen refuses it
+        seen["done_without_resolution"] = "accepted"
+    except jira.JIRAError as exc:
+        seen["done_without_resolution"] = (exc.status_code, exc.response.json()["errors"])
     client.transition_issue(issue.key, "Done", fields={"resolution": {"name": "Fixed"}})
     issue.update(summary="jira-python: certificates rotated", update={"labels": [{"add": "rotated"}]})
     final = client.issue(issue.key)
@@ -177,6 +222,9 @@ def jira_round_trip(client: jira.JIRA, description: Any) -> dict[str, Any]:
         labels=final.fields.labels,
         comments=len(client.comments(issue.key)),
     )
+    client.transition_issue(issue.key, "Reopen")
+    reopened = client.issue(issue.key)
+    seen["reopened"] = (reopened.fields.status.name, reopened.fields.resolution)
     return seen
 
 
@@ -185,11 +233,18 @@ def check_jira_round_trip(seen: dict[str, Any]) -> None:
     assert seen["status"] == "To Do"
     assert seen["found"] == ["OPS-1"]
     assert seen["comment"]
+    assert seen["internal_visibility"] == "Developers"
+    internal = [{"key": "sd.public.comment", "value": {"internal": True}}]
+    assert seen["comment_properties"] == [[], internal]
+    assert seen["one_comment_properties"] == internal
     assert seen["transitions"] == ["In Progress"]
+    assert seen["screens"] == {"To Do": [], "Done": ["resolution"]}
+    assert seen["done_without_resolution"] == (400, {"resolution": "Resolution is required."})
     assert (seen["final_status"], seen["category"], seen["resolution"]) == ("Done", "done", "Fixed")
     assert seen["summary"] == "jira-python: certificates rotated"
     assert seen["labels"] == ["gw-jira-1", "rotated"]
-    assert seen["comments"] == 1
+    assert seen["comments"] == 2
+    assert seen["reopened"] == ("To Do", None)
 
 
 async def test_jira_python_data_center_flavour(sandbox: RunningSandbox, certificate: TlsFiles) -> None:

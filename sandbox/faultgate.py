@@ -41,7 +41,7 @@ def fault_middleware(state: FaultState, respond: FaultResponder) -> Middleware:
 def cut_connection(request: web.Request) -> web.Response:
     """Close the socket before the first response byte.
 
-    The record is already stored, so the client faces the real ambiguity of a timeout after commit:
+    The write is already applied, so the client faces the real ambiguity of a timeout after commit:
     aiohttp reports ServerDisconnectedError, requests a ConnectionError.
     """
     transport = request.transport

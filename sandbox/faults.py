@@ -32,14 +32,15 @@ class FaultSettings:
     statuses: tuple[int, ...] = (503, 429)
     retry_after_seconds: int = 1  # sent on 429 and 503
     latency_ms: int = 0  # added before every API request
-    drop_after_commit_rate: float = 0.0  # share of creates stored, then answered by a cut connection
+    drop_after_commit_rate: float = 0.0  # share of writes applied, then answered by a cut connection
     search_lag_ms: int = 0  # Jira only: how long a new issue stays invisible to search
     # Share of writes answered 504 at once (a load balancer giving up) while the write itself still
     # lands, late_commit_ms later: the failure that catches a client re-sending too soon.
     late_commit_rate: float = 0.0
     late_commit_ms: int = 3000
     # Fields the platform silently blanks on every write, as an ACL or a business rule would (the
-    # gateway's correlation marker: "correlation_id" on ServiceNow, "labels" on Jira).
+    # gateway's markers: "correlation_id" or "work_notes" on ServiceNow, "labels" on Jira, and a
+    # Jira comment's "properties").
     dropped_fields: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:

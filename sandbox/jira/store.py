@@ -211,7 +211,8 @@ class IssueStore:
         self._next_comment_id += 1
         issue.comments.append(comment)
         issue.updated = now
-        if issue.id in self._by_id:  # a late write may land on an issue deleted meanwhile
+        # A late write may land on an issue deleted (or reset away) meanwhile: not addressable then.
+        if self._by_id.get(issue.id) is issue:
             self._comment_issue[comment.id] = issue
         return comment
 

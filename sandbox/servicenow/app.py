@@ -290,7 +290,8 @@ class ServiceNowSandbox:
         sys_id, user = request.match_info["sys_id"], _user(request)
         if self.store.get(sys_id) is None:
             return no_record()
-        # Journal-only writes too: a work note is the write a client is least able to check.
+        # Journal-only writes too: a note applied late or behind a cut connection and then re-sent
+        # is a duplicate every reader of the incident sees.
         late = commit_late(self.faults, lambda: self.store.update(sys_id, body, user))
         if late is not None:
             return late

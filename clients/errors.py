@@ -26,6 +26,7 @@ class ErrorKind(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # transient failures outlasted the retry budget, or unreachable
     DEADLINE = "deadline"  # the caller's deadline ran out before an answer
     BAD_RESPONSE = "bad_response"  # an answer we cannot use: 500, a redirect, non-JSON, a bad query
+    NOT_APPLIED = "not_applied"  # answered, but the change was left out: an ACL, a workflow rule
 
 
 _KIND_BY_STATUS: dict[int, ErrorKind] = {

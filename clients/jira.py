@@ -8,15 +8,16 @@ names fields in errors (fields.summary -> summary) and where a ticket's priority
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from clients.adf import is_adf, text_to_adf
 from clients.auth import StaticAuth
-from clients.config_reader import ConfigError, ConfigObject, credentials_block, integer, string
+from clients.config_reader import ConfigError, ConfigObject, credentials_block, integer, string, string_list
 from clients.errors import (
     ErrorDetail,
     ErrorKind,
@@ -28,7 +29,7 @@ from clients.errors import (
 )
 from clients.http import AttemptHook, Call, HttpTransport, Request
 from clients.marker import check_identifier, check_marker
-from clients.platform import CreatedTicket, PlatformSpec, Reply, TicketStatus
+from clients.platform import Changed, Comment, CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
 from clients.settings import Credentials, HttpSettings, RetryPolicy, TimeoutConfig, read_http
 
@@ -36,6 +37,10 @@ PLATFORM = "jira"
 log = logging.getLogger("clients.jira")
 
 _ISSUE = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]{1,18}|[0-9]{1,18}")
+# The comment property that carries the gateway's marker, and how far back a look-up reads.
+COMMENT_PROPERTY = "itsm-gateway"
+_COMMENT_PAGE = 100
+_COMMENT_SCAN = 1000
 # reconcileIssues takes at most 50 ids, so status queries go 50 at a time on both versions.
 _STATUS_CHUNK = 50
 # System rich-text fields; on v3 they take ADF only.
@@ -44,11 +49,29 @@ _TEXTAREA_SCHEMA = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
 
 
 @dataclass(frozen=True)
+class JiraLifecycle:
+    """How this site's workflows move issues. Transition names differ per workflow and language, so
+    each move tries the configured names in order and takes the first the issue offers."""
+
+    resolve_transitions: tuple[str, ...] = ("Done", "Resolve Issue", "Resolve", "Close Issue", "Close")
+    reopen_transitions: tuple[str, ...] = ("Reopen", "Reopen Issue", "To Do", "Open")
+    default_resolution: str = "Done"
+    # status category -> the gateway's status
+    statuses: Mapping[str, str] = field(
+        default_factory=lambda: {"new": "OPEN", "indeterminate": "IN_PROGRESS", "done": "RESOLVED"}
+    )
+    # Who may read an internal comment ({"type": "role" | "group", "value": ...}); None: public.
+    internal_visibility: Mapping[str, str] | None = None
+    dedup_label_prefix: str = "itsm-dedup-"  # the dedup key as a label people can see and search
+
+
+@dataclass(frozen=True)
 class JiraSettings:
     http: HttpSettings
     credentials: Credentials  # basic (email + API token) or bearer (PAT)
     api_version: Literal[2, 3] = 2
     default_project: str = "OPS"
+    lifecycle: JiraLifecycle = field(default_factory=JiraLifecycle)
 
 
 def parse_jira_error(status: int, data: Any, text: str) -> ErrorDetail:
@@ -83,6 +106,7 @@ class JiraClient:
         self._version = settings.api_version
         self._api = f"/rest/api/{settings.api_version}"
         self._default_project = settings.default_project
+        self._lifecycle = settings.lifecycle
         self._rich_text = frozenset(rich_text_fields) | frozenset(_SYSTEM_RICH_TEXT)
         self._textareas: frozenset[str] | None = None  # discovered custom textarea field ids
         self._http = HttpTransport(
@@ -102,11 +126,13 @@ class JiraClient:
     # -- PlatformClient -------------------------------------------------------------------------
 
     async def create(
-        self, payload: dict[str, Any], marker: str, *, deadline: float | None = None
+        self, payload: dict[str, Any], marker: str, *, deadline: float | None = None, dedup_key: str = ""
     ) -> CreatedTicket:
         check_marker(marker)
         call = self._http.start("create", deadline)
         body = await self._create_body(call, payload, marker)
+        if dedup_key:
+            body["fields"]["labels"].append(dedup_label(self._lifecycle.dedup_label_prefix, dedup_key))
         request = Request("create", "POST", f"{self._api}/issue", json=body, idempotent=False)
         response = await self._http.send(call, request)
         data = response.data if isinstance(response.data, dict) else {}
@@ -131,6 +157,85 @@ class JiraClient:
             statuses.extend(await self._status_chunk(call, ids[start : start + _STATUS_CHUNK]))
         return statuses
 
+    async def status(self, external_id: str, *, deadline: float | None = None) -> TicketStatus:
+        check_identifier(PLATFORM, "status", external_id, _ISSUE)
+        call = self._http.start("status", deadline)
+        return await self._read_status(call, external_id)
+
+    async def update(
+        self, external_id: str, payload: dict[str, Any], *, deadline: float | None = None
+    ) -> Changed:
+        check_identifier(PLATFORM, "update", external_id, _ISSUE)
+        call = self._http.start("update", deadline)
+        # Compared after the ADF conversion: that is what was sent, and what Jira stores.
+        fields = await self._adf_fields(call, copy.deepcopy(dict(payload.get("fields") or {})))
+        body = {"fields": fields}
+        path = f"{self._api}/issue/{external_id}"
+        # Setting fields to values is idempotent: the retry loop may send it again.
+        await self._http.send(call, Request("update", "PUT", path, json=body))
+        # Jira answers 204 with nothing: what it applied is read back (a screen without a field
+        # ignores it on some sites) and compared with what was sent.
+        params = {"fields": ",".join(fields)}
+        read = await self._http.send(call, Request("verify", "GET", path, params=params))
+        stored = (read.data.get("fields") if isinstance(read.data, dict) else None) or {}
+        missing = tuple(
+            f"fields.{name}" for name, value in fields.items() if not _same(stored.get(name), value)
+        )
+        return Changed(missing, call.retry_info())
+
+    async def add_comment(
+        self, external_id: str, text: str, marker: str, *, internal: bool, deadline: float | None = None
+    ) -> Comment:
+        check_marker(marker)
+        check_identifier(PLATFORM, "comment", external_id, _ISSUE)
+        call = self._http.start("comment", deadline)
+        body: dict[str, Any] = {
+            "body": text_to_adf(text) if self._version == 3 else text,
+            # The marker travels as an entity property: invisible to people, readable by the API.
+            "properties": [{"key": COMMENT_PROPERTY, "value": {"marker": marker}}],
+        }
+        if internal and self._lifecycle.internal_visibility:
+            body["visibility"] = dict(self._lifecycle.internal_visibility)
+        path = f"{self._api}/issue/{external_id}/comment"
+        # A comment sent twice appears twice: never resent here after an ambiguous failure.
+        response = await self._http.send(call, Request("comment", "POST", path, json=body, idempotent=False))
+        comment_id = response.data.get("id") if isinstance(response.data, dict) else None
+        if not comment_id:
+            raise self._bad_response(call, "comment answered without an id", True)
+        return Comment(str(comment_id), call.retry_info())
+
+    async def find_comment(
+        self, external_id: str, marker: str, *, deadline: float | None = None
+    ) -> str | None:
+        check_marker(marker)
+        check_identifier(PLATFORM, "find_comment", external_id, _ISSUE)
+        call = self._http.start("find_comment", deadline)
+        path = f"{self._api}/issue/{external_id}/comment"
+        # Newest first: the comment looked for is recent. Comments read back consistently.
+        for start in range(0, _COMMENT_SCAN, _COMMENT_PAGE):
+            params = {"orderBy": "-created", "expand": "properties", "startAt": str(start),
+                      "maxResults": str(_COMMENT_PAGE)}
+            page = await self._http.send(call, Request("find_comment", "GET", path, params=params))
+            comments = page.data.get("comments") if isinstance(page.data, dict) else None
+            if not isinstance(comments, list):
+                raise self._bad_response(call, "comments answered without a comment list", False)
+            for comment in comments:
+                if _carries(comment, marker):
+                    return str(comment.get("id"))
+            if len(comments) < _COMMENT_PAGE:
+                return None
+        return None
+
+    async def resolve(
+        self, external_id: str, resolution: str, notes: str, *, deadline: float | None = None
+    ) -> TicketStatus:
+        names = self._lifecycle.resolve_transitions
+        chosen_resolution = resolution or self._lifecycle.default_resolution
+        return await self._move("resolve", external_id, names, chosen_resolution, notes, deadline)
+
+    async def reopen(self, external_id: str, *, deadline: float | None = None) -> TicketStatus:
+        return await self._move("reopen", external_id, self._lifecycle.reopen_transitions, "", "", deadline)
+
     # -- Jira operations ------------------------------------------------------------------------
 
     async def find_by_label(self, label: str, *, deadline: float | None = None) -> dict[str, Any] | None:
@@ -146,22 +251,6 @@ class JiraClient:
             raise self._bad_response(call, "get answered without an issue", False)
         return Reply(response.data, call.retry_info())
 
-    async def update(self, key: str, fields: dict[str, Any], *, deadline: float | None = None) -> Reply:
-        check_identifier(PLATFORM, "update", key, _ISSUE)
-        call = self._http.start("update", deadline)
-        body = {"fields": await self._adf_fields(call, copy.deepcopy(fields))}
-        request = Request("update", "PUT", f"{self._api}/issue/{key}", json=body)
-        await self._http.send(call, request)
-        return Reply({}, call.retry_info())
-
-    async def add_comment(self, key: str, text: str, *, deadline: float | None = None) -> Reply:
-        check_identifier(PLATFORM, "comment", key, _ISSUE)
-        call = self._http.start("comment", deadline)
-        body = {"body": text_to_adf(text) if self._version == 3 else text}
-        # A comment sent twice appears twice: never resent after an ambiguous failure.
-        request = Request("comment", "POST", f"{self._api}/issue/{key}/comment", json=body, idempotent=False)
-        response = await self._http.send(call, request)
-        return Reply(response.data if isinstance(response.data, dict) else {}, call.retry_info())
 
     async def transition(
         self,
@@ -303,7 +392,7 @@ class JiraClient:
     async def _status_chunk(self, call: Call, ids: list[str]) -> list[TicketStatus]:
         jql = f"id in ({', '.join(ids)})"
         if self._version == 3:
-            body: dict[str, Any] = {"jql": jql, "fields": ["status"], "maxResults": len(ids)}
+            body: dict[str, Any] = {"jql": jql, "fields": ["status", "resolution"], "maxResults": len(ids)}
             # Search is eventually consistent; reconcileIssues makes it read-after-write for
             # the ids named, which is exactly what a status poll right after a change needs.
             numeric = [int(i) for i in ids if i.isdigit()]
@@ -311,7 +400,7 @@ class JiraClient:
                 body["reconcileIssues"] = numeric
             request = Request("statuses", "POST", f"{self._api}/search/jql", json=body)
         else:
-            params = {"jql": jql, "fields": "status", "maxResults": str(len(ids))}
+            params = {"jql": jql, "fields": "status,resolution", "maxResults": str(len(ids))}
             request = Request("statuses", "GET", f"{self._api}/search", params=params)
         response = await self._http.send(call, request)
         issues = _issues(response.data)
@@ -323,18 +412,63 @@ class JiraClient:
             issue_id, key = str(issue.get("id", "")), str(issue.get("key", ""))
             if issue_id not in wanted and key not in wanted:
                 raise self._bad_response(call, "the id filter was ignored", False)
-            statuses.append(_status(issue_id if issue_id in wanted else key, issue))
+            statuses.append(self._status(issue_id if issue_id in wanted else key, issue))
         return statuses
 
-    async def _has_status(self, call: Call, key: str, target: str, chosen: dict[str, Any]) -> bool | None:
-        params = {"fields": "status"}
-        response = await self._http.send(
-            call, Request("get", "GET", f"{self._api}/issue/{key}", params=params)
+    async def _read_status(self, call: Call, key: str) -> TicketStatus:
+        params = {"fields": "status,resolution"}
+        request = Request("status", "GET", f"{self._api}/issue/{key}", params=params)
+        response = await self._http.send(call, request)
+        if not isinstance(response.data, dict):
+            raise self._bad_response(call, "the issue came back without fields", False)
+        return self._status(key, response.data)
+
+    async def _move(
+        self,
+        operation: str,
+        key: str,
+        names: tuple[str, ...],
+        resolution: str,
+        notes: str,
+        deadline: float | None,
+    ) -> TicketStatus:
+        """Through the first configured transition the issue offers, with the resolution when its
+        screen has the field (some require it, others reject it), and notes as its comment."""
+        check_identifier(PLATFORM, operation, key, _ISSUE)
+        call = self._http.start(operation, deadline)
+        path = f"{self._api}/issue/{key}/transitions"
+        params = {"expand": "transitions.fields"}
+        listed = await self._http.send(call, Request("transitions", "GET", path, params=params))
+        offered = _transitions(listed.data)
+        chosen = next((t for name in names for t in offered if _named(t, name)), None)
+        if chosen is None:
+            available = sorted({str(t.get("name", "")) for t in offered} - {""})
+            raise PlatformError(
+                platform=PLATFORM, operation=operation, kind=ErrorKind.NOT_APPLIED, attempts=call.attempts,
+                message=f"the workflow offers {key} none of the configured {operation} transitions "
+                f"({', '.join(names)})",
+                field_errors={"transition": "available: " + (", ".join(available) or "none")},
+            )
+        body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
+        screen = chosen.get("fields") if isinstance(chosen.get("fields"), dict) else {}
+        if resolution and "resolution" in screen:
+            body["fields"] = {"resolution": {"name": resolution}}
+        if notes:
+            text = text_to_adf(notes) if self._version == 3 else notes
+            body["update"] = {"comment": [{"add": {"body": text}}]}
+        # Never resent here after an ambiguous failure: the caller checks where the issue stands.
+        await self._http.send(call, Request(operation, "POST", path, json=body, idempotent=False))
+        return await self._read_status(call, key)
+
+    def _status(self, external_id: str, issue: dict[str, Any]) -> TicketStatus:
+        found = _status(external_id, issue)
+        category = _category(issue)
+        resolution = (issue.get("fields") or {}).get("resolution")
+        name = str(resolution.get("name", "")) if isinstance(resolution, dict) else ""
+        gateway = self._lifecycle.statuses.get(category, "IN_PROGRESS")
+        return TicketStatus(
+            found.external_id, found.status, found.acknowledged, found.resolved, gateway, name
         )
-        data = response.data if isinstance(response.data, dict) else {}
-        status = ((data.get("fields") or {}).get("status") or {}).get("name", "")
-        wanted = {target.casefold(), _to_name(chosen).casefold()} - {""}
-        return True if str(status).casefold() in wanted else None
 
     def _ticket(
         self, issue: dict[str, Any], call: Call, *, adopted: bool, marker_kept: bool | None = None
@@ -369,19 +503,71 @@ def _issues(data: Any) -> list[dict[str, Any]] | None:
     return [i for i in issues if isinstance(i, dict) and "id" in i and "key" in i]
 
 
-def _status(external_id: str, issue: dict[str, Any]) -> TicketStatus:
+def _category(issue: dict[str, Any]) -> str:
+    """The status category: new, indeterminate or done (the portable way to tell open from done)."""
     status = (issue.get("fields") or {}).get("status") or {}
-    name = str(status.get("name", ""))
     category = str((status.get("statusCategory") or {}).get("key", "")).casefold()
-    if not category:
-        # Without a category, fall back on the names Jira's default workflows use.
-        lowered = name.casefold()
-        category = (
-            "done"
-            if lowered in ("done", "closed", "resolved")
-            else ("new" if lowered in ("open", "to do", "new", "backlog") else "indeterminate")
-        )
+    if category:
+        return category
+    # Without a category, fall back on the names Jira's default workflows use.
+    lowered = str(status.get("name", "")).casefold()
+    if lowered in ("done", "closed", "resolved"):
+        return "done"
+    return "new" if lowered in ("open", "to do", "new", "backlog") else "indeterminate"
+
+
+def _status(external_id: str, issue: dict[str, Any]) -> TicketStatus:
+    name = str(((issue.get("fields") or {}).get("status") or {}).get("name", ""))
+    category = _category(issue)
     return TicketStatus(external_id, name, category != "new", category == "done")
+
+
+def _named(transition: dict[str, Any], name: str) -> bool:
+    """A transition matches a configured name by its own name or by the status it leads to."""
+    wanted = name.casefold()
+    return str(transition.get("name", "")).casefold() == wanted or _to_name(transition).casefold() == wanted
+
+
+def _carries(comment: Any, marker: str) -> bool:
+    if not isinstance(comment, dict):
+        return False
+    for prop in comment.get("properties") or []:
+        if isinstance(prop, dict) and prop.get("key") == COMMENT_PROPERTY:
+            value = prop.get("value")
+            return isinstance(value, dict) and value.get("marker") == marker
+    return False
+
+
+def _same(stored: Any, sent: Any) -> bool:
+    """Whether a field read back holds what an update sent, in the shapes Jira answers with."""
+    if sent is None or sent == [] or sent == "":
+        return stored in (None, [], "")
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return False
+        if sent.get("type") == "doc":  # ADF
+            return stored == sent
+        return all(str(stored.get(k, "")) == str(v) for k, v in sent.items())
+    if isinstance(sent, list):
+        if not isinstance(stored, list):
+            return False
+        return sorted(map(_item_text, stored)) == sorted(map(_item_text, sent))
+    return stored == sent or str(stored) == str(sent)
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, dict):
+        return str(item.get("name") or item.get("key") or item.get("id") or item.get("value") or "")
+    return str(item)
+
+
+def dedup_label(prefix: str, key: str) -> str:
+    """A dedup key as a Jira label: no spaces, at most 255 characters (a long key's tail becomes a
+    hash, so two long keys stay apart)."""
+    label = prefix + re.sub(r"\s+", "_", key.strip())
+    if len(label) <= 255:
+        return label
+    return label[:230] + "-" + hashlib.sha256(label.encode()).hexdigest()[:24]
 
 
 def _transitions(data: Any) -> list[dict[str, Any]]:
@@ -422,7 +608,58 @@ def read_settings(obj: ConfigObject, env: Mapping[str, str]) -> JiraSettings:
     kind, secrets = credentials_block(obj.obj("auth"), _AUTH_KINDS, env)
     credentials = Credentials(kind=kind, **secrets)  # type: ignore[arg-type]
     project = obj.get("default_project", string, "OPS")
-    return JiraSettings(http=http, credentials=credentials, api_version=version, default_project=project)  # type: ignore[arg-type]
+    lifecycle = _read_lifecycle(obj.obj("lifecycle"))
+    return JiraSettings(
+        http=http, credentials=credentials, api_version=version, default_project=project,  # type: ignore[arg-type]
+        lifecycle=lifecycle,
+    )
+
+
+def _read_lifecycle(obj: ConfigObject) -> JiraLifecycle:
+    d = JiraLifecycle()
+    lifecycle = JiraLifecycle(
+        resolve_transitions=obj.get("resolve_transitions", _names, d.resolve_transitions),
+        reopen_transitions=obj.get("reopen_transitions", _names, d.reopen_transitions),
+        default_resolution=obj.get("default_resolution", string, d.default_resolution),
+        statuses=obj.get("statuses", _category_statuses, dict(d.statuses)),
+        internal_visibility=obj.get("internal_visibility", _visibility, None),
+        dedup_label_prefix=obj.get("dedup_label_prefix", _label_prefix, d.dedup_label_prefix),
+    )
+    obj.done()
+    return lifecycle
+
+
+def _names(value: Any, path: str) -> tuple[str, ...]:
+    names = string_list(value, path)
+    if not names:
+        raise ConfigError(path, "must name at least one transition")
+    return names
+
+
+def _category_statuses(value: Any, path: str) -> dict[str, str]:
+    allowed = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED", "CANCELLED")
+    if not isinstance(value, dict) or set(value) != {"new", "indeterminate", "done"}:
+        raise ConfigError(path, "must map each status category (new, indeterminate, done) to a status")
+    for category, status in value.items():
+        if status not in allowed:
+            raise ConfigError(f"{path}.{category}", f"must be one of {', '.join(allowed)}")
+    return dict(value)
+
+
+def _visibility(value: Any, path: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    kinds = ("role", "group")
+    if not isinstance(value, dict) or set(value) != {"type", "value"} or value["type"] not in kinds:
+        raise ConfigError(path, 'must be {"type": "role" or "group", "value": <name>}, or null for public')
+    return {"type": str(value["type"]), "value": string(value["value"], f"{path}.value")}
+
+
+def _label_prefix(value: Any, path: str) -> str:
+    prefix = string(value, path)
+    if re.search(r"\s", prefix) or len(prefix) > 64:
+        raise ConfigError(path, "must be at most 64 characters without spaces (it starts a label)")
+    return prefix
 
 
 def _build(
@@ -437,6 +674,14 @@ def priority_of(fields: Mapping[str, str]) -> str:
     return fields.get("priority", "")
 
 
+_PRIORITY_RANKS = {"Highest": 1, "High": 2, "Medium": 3, "Low": 4, "Lowest": 5}
+
+
+def priority_rank(priority: str) -> int | None:
+    """Jira's default priority scheme, most urgent first; a custom scheme's names are unranked."""
+    return _PRIORITY_RANKS.get(priority)
+
+
 def error_field(path: tuple[str, ...]) -> str:
     """Jira names a field by its id: fields.project.key -> project."""
     return path[1] if path[0] == "fields" and len(path) > 1 else path[0]
@@ -449,6 +694,8 @@ SPEC = PlatformSpec(
     build_client=_build,
     error_field=error_field,
     priority_of=priority_of,
+    priority_rank=priority_rank,
+    priority_fields=("priority",),
     # A commit landing up to 5 s late, plus a second's margin; an issue becomes searchable (JQL, by
     # label) up to 10 s after its commit on Jira Cloud.
     confirmation_delay=6.0,

@@ -55,12 +55,31 @@ class Reply:
 
 @dataclass(frozen=True)
 class TicketStatus:
-    """A ticket's life-cycle position, for SLA tracking."""
+    """A ticket's life-cycle position, as the platform says it and as the gateway's statuses."""
 
     external_id: str
     status: str  # platform's own word: ServiceNow state number, Jira status name
     acknowledged: bool  # work has started (ServiceNow state >= 2; Jira category != "new")
     resolved: bool  # ServiceNow state 6/7/8; Jira status category "done"
+    # The gateway's status (OPEN, IN_PROGRESS, RESOLVED, CLOSED, CANCELLED), mapped by the platform
+    # module from its configured lifecycle; and the resolution (close code, Jira resolution name).
+    category: str = ""
+    resolution: str = ""
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What an update left out: the payload paths the platform answered without applying (an ACL,
+    a screen without the field). Empty: everything applied."""
+
+    not_applied: tuple[str, ...]
+    retry: RetryInfo
+
+
+@dataclass(frozen=True)
+class Comment:
+    comment_id: str  # ServiceNow journal entry sys_id, Jira comment id
+    retry: RetryInfo
 
 
 class PlatformClient(Protocol):
@@ -92,6 +111,43 @@ class PlatformClient(Protocol):
         """Current status of several tickets in as few requests as the platform allows."""
         ...
 
+    async def status(self, external_id: str, *, deadline: float | None = None) -> TicketStatus:
+        """One ticket's current status, read from the record (never from a lagging search)."""
+        ...
+
+    async def update(
+        self, external_id: str, payload: dict[str, Any], *, deadline: float | None = None
+    ) -> Changed:
+        """Set fields (payload shaped as for create; None clears a field). Idempotent. Says what the
+        platform did not apply, from its answer or by reading the record back."""
+        ...
+
+    async def add_comment(
+        self, external_id: str, text: str, marker: str, *, internal: bool, deadline: float | None = None
+    ) -> Comment:
+        """Add one comment carrying `marker` where people do not see it, or as little as the
+        platform allows. Never sent twice here: an ambiguous failure raises, and the caller finds it
+        with find_comment before any re-send."""
+        ...
+
+    async def find_comment(
+        self, external_id: str, marker: str, *, deadline: float | None = None
+    ) -> str | None:
+        """The id of the comment carrying `marker` on the ticket, or None."""
+        ...
+
+    async def resolve(
+        self, external_id: str, resolution: str, notes: str, *, deadline: float | None = None
+    ) -> TicketStatus:
+        """Move the ticket to its resolved state with `resolution` (close code, Jira resolution;
+        "" for the configured default) and `notes`. Raises PlatformError NOT_APPLIED (kind
+        PAYLOAD_REJECTED with the transitions that exist) when the workflow does not allow it."""
+        ...
+
+    async def reopen(self, external_id: str, *, deadline: float | None = None) -> TicketStatus:
+        """Move a resolved ticket back to work. Raises when the workflow does not allow it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -121,6 +177,10 @@ class PlatformSpec:
     error_field: Callable[[tuple[str, ...]], str]
     # The priority an SLA policy is chosen by, from the canonical fields.
     priority_of: Callable[[Mapping[str, str]], str]
+    # How urgent a priority is (lower is more urgent; None: unknown), for raising a ticket's priority
+    # when a more urgent repeat attaches to it; and the canonical fields that set it.
+    priority_rank: Callable[[str], int | None] = lambda priority: None
+    priority_fields: tuple[str, ...] = ()
     # Seconds after an ambiguous attempt ended within which the platform may still apply it (a commit
     # landing late), and, for look-ups through its search index, the longer time until the result is
     # searchable too. A marker look-up made earlier could miss a ticket that is about to appear.

@@ -91,24 +91,26 @@ async def test_servicenow_lifecycle_with_oauth(sandbox: RunningSandbox) -> None:
         assert ticket.raw["correlation_id"] == "e2e-sn-1"
         assert ticket.raw["priority"] == "2"  # computed by the platform from impact x urgency
 
-        await c.update(ticket.external_id, {"state": "2"})
-        await c.add_work_note(ticket.external_id, "looking into it")
-        await c.add_comment(ticket.external_id, "we are on it")
-        with pytest.raises(PlatformError) as policy:
-            await c.resolve(ticket.external_id, "", "")
+        changed = await c.update(ticket.external_id, {"state": "2", "not_a_field": "x"})
+        note = await c.add_comment(ticket.external_id, "looking into it", "itsmgw-c-note", internal=True)
+        said = await c.add_comment(ticket.external_id, "we are on it", "itsmgw-c-said", internal=False)
+        found_note = await c.find_comment(ticket.external_id, "itsmgw-c-note")
+        absent = await c.find_comment(ticket.external_id, "itsmgw-c-none")
         resolved = await c.resolve(ticket.external_id, "Solution provided", "Freed space")
         got = await c.get(ticket.external_id)
+        reopened = await c.reopen(ticket.external_id)
 
         statuses = {s.external_id: s for s in await c.get_statuses([ticket.external_id, other.external_id])}
     finally:
         await c.close()
-    err = policy.value
-    assert (err.kind, err.status) == (ErrorKind.PAYLOAD_REJECTED, 403)
-    assert err.field_errors and set(err.field_errors.values()) == {"mandatory"}
-    assert resolved.data["state"] == "6"
+    # ServiceNow drops an unknown field silently: the update says so.
+    assert changed.not_applied == ("not_a_field",)
+    assert found_note == note.comment_id and note.comment_id != said.comment_id and absent is None
+    assert (resolved.category, resolved.resolution) == ("RESOLVED", "Solution provided")
     assert got.data["close_code"] == "Solution provided"
-    assert statuses[ticket.external_id].resolved
-    assert not statuses[other.external_id].acknowledged and not statuses[other.external_id].resolved
+    assert reopened.category == "IN_PROGRESS"
+    assert statuses[ticket.external_id].acknowledged and not statuses[ticket.external_id].resolved
+    assert statuses[other.external_id].category == "OPEN" and not statuses[other.external_id].acknowledged
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -125,29 +127,33 @@ async def test_jira_lifecycle(sandbox: RunningSandbox, version: int) -> None:
                 "labels": ["infra"],
             }
         }
-        ticket = await c.create(payload, f"e2e-jira-{version}")
+        ticket = await c.create(payload, f"e2e-jira-{version}", dedup_key="disk full db-1")
         found = await c.find_by_marker(f"e2e-jira-{version}")
         assert found is not None and found.external_key == ticket.external_key
-        await c.add_comment(ticket.external_key, "first line\nsecond line")
-        await c.update(ticket.external_key, {"summary": "Disk very full"})
-        with pytest.raises(PlatformError) as unknown:
-            await c.transition(ticket.external_key, "Archived")
+        comment = await c.add_comment(ticket.external_key, "first line\nsecond line", "itsmgw-c-1", internal=True)
+        assert await c.find_comment(ticket.external_key, "itsmgw-c-1") == comment.comment_id
+        assert await c.find_comment(ticket.external_key, "itsmgw-c-2") is None
+        changed = await c.update(ticket.external_key, {"fields": {"summary": "Disk very full"}})
         await c.transition(ticket.external_key, "In Progress")
         in_progress = await c.get_statuses([ticket.external_id])
-        await c.transition(ticket.external_key, "Done")
-        done = await c.get_statuses([ticket.external_id])
+        resolved = await c.resolve(ticket.external_key, "", "freed space")
+        with pytest.raises(PlatformError) as no_resolve:
+            await c.resolve(ticket.external_key, "", "")  # Done offers no resolve transition
+        reopened = await c.reopen(ticket.external_key)
         got = await c.get(ticket.external_key)
     finally:
         await c.close()
     assert ticket.url == f"{sandbox.url('jira')}/browse/{ticket.external_key}"
+    assert changed.not_applied == ()
     fields = got.data["fields"]
     assert fields["summary"] == "Disk very full"
-    assert set(fields["labels"]) == {"infra", f"e2e-jira-{version}"}
+    assert set(fields["labels"]) == {"infra", f"e2e-jira-{version}", "itsm-dedup-disk_full_db-1"}
     assert fields["description"] == (text_to_adf(description) if version == 3 else description)
-    assert unknown.value.kind is ErrorKind.PAYLOAD_REJECTED
-    assert "In Progress" in unknown.value.field_errors["transition"]
+    assert no_resolve.value.kind is ErrorKind.NOT_APPLIED
+    assert "Reopen" in no_resolve.value.field_errors["transition"]
     assert [(s.status, s.acknowledged, s.resolved) for s in in_progress] == [("In Progress", True, False)]
-    assert [(s.status, s.resolved) for s in done] == [("Done", True)]
+    assert (resolved.category, resolved.resolution) == ("RESOLVED", "Done")
+    assert reopened.category == "OPEN"
 
 
 async def test_servicenow_deadline_under_rate_limiting(sandbox: RunningSandbox) -> None:

@@ -262,10 +262,11 @@ async def test_v3_comment_is_adf_and_v2_plain() -> None:
         async with serve(jira.routes(), jira.seen) as base:
             c = client(base, version)
             t = await c.create(payload(), "m-c")
-            await c.add_comment(t.external_key, "first\nsecond")
+            comment = await c.add_comment(t.external_key, "first\nsecond", "m-c1", internal=False)
             await c.close()
         body = jira.issues[t.external_id]["comments"][0]
         assert body == (text_to_adf("first\nsecond") if version == 3 else "first\nsecond")
+        assert comment.comment_id == "1"
 
 
 async def test_an_ambiguous_create_is_never_resent_and_search_finds_it_after_its_lag() -> None:
@@ -437,12 +438,13 @@ async def test_get_update_and_statuses_v2_and_v3() -> None:
             c = client(base, version)
             a = await c.create(payload(), "m-s1")
             b = await c.create(payload(), "m-s2")
-            await c.update(a.external_key, {"summary": "Disk very full", "description": "x"})
+            changed = await c.update(a.external_key, {"fields": {"summary": "Disk very full", "description": "x"}})
             got = await c.get(a.external_key)
             await c.transition(b.external_key, "Done")
             statuses = await c.get_statuses([a.external_id, b.external_id])
             await c.close()
         assert got.data["fields"]["summary"] == "Disk very full"
+        assert changed.not_applied == ()  # read back: both fields stored as sent
         expected_description = text_to_adf("x") if version == 3 else "x"
         assert got.data["fields"]["description"] == expected_description
         by_id = {s.external_id: s for s in statuses}

@@ -45,6 +45,8 @@ class FakeServiceNow:
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, str]] = {}
+        self.journal: list[dict[str, str]] = []  # sys_journal_field rows
+        self.resolve_mandatory = ["close_code", "close_notes"]  # the instance's data policy
         self.seen = Recorder()
         self.create_plan: list[str] = []  # per create: "ok", "cut", "slow", "502", "503", "503raw"
         self.ignore_correlation_filter = False
@@ -61,6 +63,7 @@ class FakeServiceNow:
             ("GET", TABLE): self.query,
             ("GET", TABLE + "/{sys_id}"): self.read,
             ("PATCH", TABLE + "/{sys_id}"): self.patch,
+            ("GET", "/api/now/table/sys_journal_field"): self.journal_query,
             ("POST", "/oauth_token.do"): self.token,
         }
 
@@ -141,23 +144,35 @@ class FakeServiceNow:
         if record is None:
             return web.json_response(sn_error("No Record found"), status=404)
         body = await request.json()
-        if body.get("state") == "6" and not (body.get("close_code") and body.get("close_notes")):
+        missing = [f for f in self.resolve_mandatory if not body.get(f)]
+        if body.get("state") == "6" and missing:
             return web.json_response(
                 sn_error(
                     "Operation Failed",
-                    "Data Policy Exception: The following fields are mandatory: close_code, close_notes",
+                    "Data Policy Exception: The following fields are mandatory: " + ", ".join(missing),
                 ),
                 status=403,
             )
         for journal in ("work_notes", "comments"):
             if journal in body:
                 record[journal + "_count"] = str(int(record.get(journal + "_count", "0")) + 1)
-                body.pop(journal)
+                entry = {"sys_id": uuid.uuid4().hex, "element_id": record["sys_id"], "element": journal}
+                self.journal.append(entry | {"value": str(body.pop(journal))})
         if self.create_plan and self.create_plan[0] == "cut-patch":
             self.create_plan.pop(0)
             return await cut(request)
         record.update({k: str(v) for k, v in body.items()})
         return web.json_response({"result": record})
+
+    async def journal_query(self, request: web.Request) -> web.Response:
+        terms = request.query.get("sysparm_query", "").split("^")
+        rows = self.journal
+        for term in terms:
+            if term.startswith("element_id="):
+                rows = [r for r in rows if r["element_id"] == term.split("=", 1)[1]]
+            elif term.startswith("valueLIKE"):
+                rows = [r for r in rows if term[len("valueLIKE") :] in r["value"]]
+        return web.json_response({"result": rows[: int(request.query.get("sysparm_limit", "10000"))]})
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -320,23 +335,35 @@ async def test_follow_up_operations() -> None:
         c = client(base)
         t = await c.create(PAYLOAD, "m-6")
         got = await c.get(t.external_id)
-        updated = await c.update(t.external_id, {"urgency": "1"})
-        await c.add_work_note(t.external_id, "internal")
-        await c.add_comment(t.external_id, "public")
+        changed = await c.update(t.external_id, {"urgency": "1"})
+        note = await c.add_comment(t.external_id, "internal", "m-6-n", internal=True)
+        public = await c.add_comment(t.external_id, "public", "m-6-c", internal=False)
+        found = await c.find_comment(t.external_id, "m-6-c")
+        missing = await c.find_comment(t.external_id, "m-6-x")
+        sn.resolve_mandatory += ["u_root_cause", "u_fix"]  # a stricter instance's data policy
         with pytest.raises(PlatformError) as policy:
             await c.resolve(t.external_id, "", "")
+        sn.resolve_mandatory = ["close_code", "close_notes"]
         resolved = await c.resolve(t.external_id, "Solution provided", "Cleaned up")
         other = await c.create(PAYLOAD, "m-7")
         statuses = await c.get_statuses([t.external_id, other.external_id])
         await c.close()
     assert got.data["number"] == t.external_key
-    assert updated.data["urgency"] == "1" and updated.retry.attempts == 1
+    assert changed.not_applied == () and changed.retry.attempts == 1
+    assert sn.records[t.external_id]["urgency"] == "1"
     assert sn.records[t.external_id]["work_notes_count"] == "1"
     assert sn.records[t.external_id]["comments_count"] == "1"
+    assert [(e["element"], e["value"]) for e in sn.journal] == [
+        ("work_notes", "internal\n\n[m-6-n]"),
+        ("comments", "public\n\n[m-6-c]"),
+    ]
+    assert (note.comment_id, public.comment_id) == (sn.journal[0]["sys_id"], sn.journal[1]["sys_id"])
+    assert (found, missing) == (public.comment_id, None)
     err = policy.value
     assert err.kind is ErrorKind.PAYLOAD_REJECTED  # a data policy, not an ACL problem
-    assert err.field_errors == {"close_code": "mandatory", "close_notes": "mandatory"}
-    assert resolved.data["state"] == "6" and resolved.data["close_code"] == "Solution provided"
+    assert err.field_errors == {"u_root_cause": "mandatory", "u_fix": "mandatory"}
+    assert (resolved.category, resolved.resolution) == ("RESOLVED", "Solution provided")
+    assert sn.records[t.external_id]["close_notes"] == "Cleaned up"
     by_id = {s.external_id: s for s in statuses}
     assert by_id[t.external_id].resolved and by_id[t.external_id].acknowledged
     assert by_id[other.external_id].status == "1"
@@ -372,7 +399,7 @@ async def test_journal_entry_is_never_resent_after_a_cut() -> None:
         t = await c.create(PAYLOAD, "m-9")
         sn.create_plan = ["cut-patch"]
         with pytest.raises(PlatformError) as caught:
-            await c.add_work_note(t.external_id, "once")
+            await c.add_comment(t.external_id, "once", "m-9-n", internal=True)
         await c.close()
     assert caught.value.ambiguous
     assert caught.value.kind is ErrorKind.UNAVAILABLE

@@ -87,8 +87,14 @@ async def test_a_ticket_resolved_in_the_sandbox_shows_up_resolved_after_the_next
     assert synced.sla.state == common_pb2.SLA_STATE_MET
     assert synced.sla.HasField("resolved_time") and synced.sla.HasField("acknowledged_time")
     assert open_tickets("servicenow", "on_track") == 0 and open_tickets("servicenow", "met") == before
+    assert synced.status == common_pb2.TICKET_STATUS_RESOLVED and synced.resolution == "Solution provided"
 
-    assert await harness.gateway.sla_sync.run_once() == 0  # resolved tickets are no longer polled
+    # A resolved ticket is still watched for a while: a person may reopen it on the platform.
+    await client.reopen(ticket.external_id)
+    assert await harness.gateway.sla_sync.run_once() == 1
+    reopened = await get(harness, ticket.id)
+    assert reopened.status == common_pb2.TICKET_STATUS_IN_PROGRESS
+    assert not reopened.sla.HasField("resolved_time") and reopened.resolution == ""
 
 
 async def test_jira_in_progress_is_acknowledged_then_done_is_resolved(harness) -> None:
@@ -103,9 +109,10 @@ async def test_jira_in_progress_is_acknowledged_then_done_is_resolved(harness) -
     assert working.sla.state == common_pb2.SLA_STATE_ON_TRACK
     assert open_tickets("jira", "on_track") == 1
 
-    await client.transition(reply.ticket.external_key, "Done")
+    await client.resolve(reply.ticket.external_key, "", "")
     await harness.gateway.sla_sync.run_once()
-    assert (await get(harness, reply.ticket.id)).sla.state == common_pb2.SLA_STATE_MET
+    done = await get(harness, reply.ticket.id)
+    assert done.sla.state == common_pb2.SLA_STATE_MET and done.status == common_pb2.TICKET_STATUS_RESOLVED
 
 
 async def test_at_risk_then_breached_counted_once_and_listed(harness) -> None:

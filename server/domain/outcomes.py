@@ -37,3 +37,24 @@ def outcome_of(error: BaseException | None, *, replayed: bool = False) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     return "failed"
+
+
+# Outcomes of every platform write (create, update, comment, resolve, reopen), for
+# itsm_ticket_operations_total: "succeeded" for one applied now (a create: created, attached or
+# reopened), "pending" for one whose outcome is not known yet (OUTCOME_PENDING), the rest as above.
+OPERATION_OUTCOMES: Final = (
+    "succeeded", "replayed", "invalid", "rejected", "unavailable", "pending", "deadline", "cancelled",
+    "failed",
+)
+# The operations, and what a create with a dedup key decided.
+OPERATIONS: Final = ("create", "update", "comment", "resolve", "reopen")
+DEDUP_DECISIONS: Final = ("created", "attached", "reopened")
+
+
+def operation_outcome(error: BaseException | None, *, replayed: bool = False) -> str:
+    """The outcome label of a platform write that raised `error` (None: it answered)."""
+    if error is None:
+        return "replayed" if replayed else "succeeded"
+    if isinstance(error, errors.OutcomePending):
+        return "pending"
+    return outcome_of(error)

@@ -25,6 +25,8 @@ def build_payload(rules: Mapping[str, FieldRule], fields: Mapping[str, str]) -> 
 
 
 def _json_value(rule: FieldRule, value: str) -> Any:
+    if not value:
+        return None  # an update clearing the field: the platform's "no value"
     if rule.type == "int":
         return int(value)
     if rule.type == "list":

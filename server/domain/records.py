@@ -21,10 +21,27 @@ OPERATION_STATES = (PENDING, SUCCEEDED, FAILED)
 
 # Operation kinds: every write to a platform is one.
 CREATE = "create"
+UPDATE = "update"
+COMMENT = "comment"
+RESOLVE = "resolve"
+REOPEN = "reopen"
+KINDS = (CREATE, UPDATE, COMMENT, RESOLVE, REOPEN)
+
+# A ticket's status on its platform, as last seen ("" while it is being created).
+OPEN = "OPEN"
+IN_PROGRESS = "IN_PROGRESS"
+RESOLVED = "RESOLVED"
+CLOSED = "CLOSED"
+CANCELLED = "CANCELLED"
+STATUSES = (OPEN, IN_PROGRESS, RESOLVED, CLOSED, CANCELLED)
+OPEN_STATUSES = frozenset({OPEN, IN_PROGRESS})
+DONE_STATUSES = frozenset({RESOLVED, CLOSED, CANCELLED})
 
 # Only these failures replay as the same error: the payload or the gateway's credentials are wrong.
 # Anything else might succeed later, so a repeat of the request_id tries again.
-PERMANENT_KINDS = frozenset({"payload_rejected", "auth"})
+# not_applied: the platform answered but left the change out (an ACL, a workflow rule, a Closed ticket):
+# a repeat would get the same.
+PERMANENT_KINDS = frozenset({"payload_rejected", "auth", "not_applied"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,8 +74,15 @@ class TicketRecord:
     sla_breaches: str = ""  # breach kinds already recorded, comma-separated
     platform_status: str = ""  # the platform's last reported status
     synced_at: datetime | None = None
-    sync_lease_until: datetime | None = None  # claimed by one gateway's SLA sync until then
+    sync_lease_until: datetime | None = None  # claimed by one gateway's status sync until then
     sync_token: str = ""  # that claim's fencing token
+    status: str = ""  # the platform's status as last seen: OPEN ... CANCELLED; "" until created
+    resolution: str = ""  # ServiceNow close code, Jira resolution; "" while unresolved
+    dedup_key: str = ""  # the key it was opened under ("" for none)
+    # The dedup key while the ticket holds it (being created, or open): at most one ticket per
+    # platform holds a key, which the database guarantees (a unique index). None otherwise.
+    open_key: str | None = None
+    last_comment_hash: str = ""  # sha256 of the last comment the gateway added: repeats are suppressed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

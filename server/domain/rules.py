@@ -30,6 +30,7 @@ class FieldRule:
     maximum: int | None = None  # int only
     default: str | None = None  # applied when the caller leaves the field out
     description: str = ""
+    immutable: bool = False  # the platform does not let it change after creation (Jira project)
 
 
 @dataclass(frozen=True)

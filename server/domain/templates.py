@@ -66,6 +66,8 @@ class CompiledTemplate:
     # slots to fill (frame index, variable name).
     skeleton: Mapping[str, str]
     dynamic: tuple[tuple[str, tuple[str, ...], tuple[tuple[int, str], ...]], ...]
+    # The repeat comment's frame and slots, as for a field; None when the template has none.
+    repeat: tuple[str, tuple[str, ...], tuple[tuple[int, str], ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class RenderResult:
     fields: dict[str, str]  # every template field; a failed placeholder renders as ""
     violations: list[Violation]  # on variables.<name> (or variables), in declared order
     incomplete: frozenset[str]  # fields that inserted a failed variable
+    repeat_comment: str = ""  # the template's repeat comment, rendered ("" without one)
 
 
 @dataclass(slots=True)
@@ -86,6 +89,7 @@ class TemplateOutcome:
     rendered: dict[str, str]  # as rendered: what a preview shows
     fields: dict[str, str]  # validated, with defaults: what build_payload takes
     violations: list[Violation]  # variables first, then field rules
+    repeat_comment: str = ""  # what a repeat attaching to the open ticket adds ("": the default)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +103,9 @@ class TemplateSpec:
     description: str
     required_variables: tuple[str, ...]
     fields: Mapping[str, str]  # canonical field -> text with {variable} placeholders
+    # The comment a repeat (a create attaching to the open ticket of its dedup key) adds, with the
+    # same placeholders; "" means the rendered summary and description.
+    repeat_comment: str = ""
     # Parsed once at load (compile_template); None only for a spec built by hand, e.g. in a test.
     compiled: CompiledTemplate | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -172,7 +179,9 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
             )
         fields[field] = pieces
         field_variables[field] = names
-    used = frozenset().union(*field_variables.values())
+    repeat = _repeat(spec, declared)
+    repeat_variables = frozenset() if repeat is None else frozenset(name for _, name in repeat[2])
+    used = frozenset().union(*field_variables.values(), repeat_variables)
     return CompiledTemplate(
         name=spec.name,
         platform=spec.platform,
@@ -183,7 +192,24 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
         uses_job_time="job.time" in used,
         skeleton={f: "" if names else "".join(fields[f]) for f, names in field_variables.items()},
         dynamic=tuple(_frame(f, fields[f]) for f, names in field_variables.items() if names),
+        repeat=repeat,
     )
+
+
+def _repeat(
+    spec: TemplateSpec, declared: frozenset[str]
+) -> tuple[str, tuple[str, ...], tuple[tuple[int, str], ...]] | None:
+    if not spec.repeat_comment:
+        return None
+    try:
+        pieces = parse_text(spec.repeat_comment)
+    except ValueError as exc:
+        raise TemplateError(spec.name, "repeat_comment", str(exc)) from None
+    undeclared = sorted({p.name for p in pieces if isinstance(p, Ref)} - declared - JOB_VARIABLES)
+    if undeclared:
+        problem = f"{{{undeclared[0]}}} is not declared in required_variables"
+        raise TemplateError(spec.name, "repeat_comment", problem)
+    return _frame("repeat_comment", pieces)
 
 
 def _frame(
@@ -249,7 +275,14 @@ def render(
         incomplete = frozenset(
             f for f, names in template.field_variables.items() if not names.isdisjoint(failed)
         )
-    return RenderResult(fields, violations, incomplete)
+    repeat = ""
+    if template.repeat is not None:
+        _, frame, slots = template.repeat
+        parts = list(frame)
+        for index, name in slots:
+            parts[index] = values[name]
+        repeat = "".join(parts)
+    return RenderResult(fields, violations, incomplete, repeat)
 
 
 def render_and_validate(
@@ -271,7 +304,7 @@ def render_and_validate(
     for violation in checked.violations:
         if violation.field.partition("[")[0] not in rendered.incomplete:
             violations.append(violation)
-    return TemplateOutcome(rendered.fields, checked.fields_with_defaults, violations)
+    return TemplateOutcome(rendered.fields, checked.fields_with_defaults, violations, rendered.repeat_comment)
 
 
 _RESERVED: Final = Violation(

@@ -42,6 +42,7 @@ class Reason:
     TOO_MANY_FIELDS: Final = "TOO_MANY_FIELDS"
     MISSING_VARIABLE: Final = "MISSING_VARIABLE"
     RESERVED: Final = "RESERVED"
+    IMMUTABLE: Final = "IMMUTABLE"
     MAX_SIZE: Final = "MAX_SIZE"
     TEMPLATE_ERROR: Final = "TEMPLATE_ERROR"  # for callers: a loaded config never holds a broken template
 
@@ -114,6 +115,36 @@ def validate(
     if seen != len(fields):  # only then can there be unknown fields; skips the scan on the hot path
         violations.extend(_unknown_fields(rules, fields, limits.max_fields))
     return ValidationResult(out, violations)
+
+
+def validate_update(
+    rules: Mapping[str, FieldRule], fields: Mapping[str, str], limits: Limits
+) -> list[Violation]:
+    """Violations of a change to some fields of an existing ticket: only the fields given are
+    checked; an empty value clears a field, which a required one refuses; a field the platform does
+    not let change after creation is IMMUTABLE."""
+    violations: list[Violation] = []
+    if not fields:
+        violations.append(Violation("fields", "name at least one field to change", Reason.REQUIRED))
+    if len(fields) > limits.max_fields:
+        violations.append(
+            Violation("fields", f"at most {limits.max_fields} fields are allowed", Reason.TOO_MANY_FIELDS)
+        )
+        return violations
+    cap = limits.max_field_value_chars
+    for name, value in fields.items():
+        rule = rules.get(name)
+        if rule is None:
+            violations.append(_unknown(name, rules, True))
+        elif rule.immutable:
+            description = "cannot be changed after the ticket was created"
+            violations.append(Violation(name, description, Reason.IMMUTABLE))
+        elif not value:
+            if rule.required:
+                violations.append(Violation(name, "is required and cannot be emptied", Reason.REQUIRED))
+        else:
+            _check_value(rule, name, value, cap, violations)
+    return violations
 
 
 def check_value(rule: FieldRule, value: str, limits: Limits) -> list[Violation]:

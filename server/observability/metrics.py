@@ -10,6 +10,9 @@
     itsm_sla_breaches_total{platform, priority, kind}               kind: response, resolution
     itsm_open_tickets{platform, sla_state}                          gauge
     itsm_marker_dropped_total{platform}                             creates the marker did not survive
+    itsm_ticket_operations_total{platform, operation, outcome}      every platform write
+    itsm_ticket_operation_duration_seconds{platform, operation, outcome}   histogram
+    itsm_dedup_decisions_total{platform, decision}                  created, attached, reopened
 
 Every label value comes from a closed set: the configured platforms, fields, templates and SLA
 priorities, the outcomes below, or "_unknown". Caller input never becomes a label value, so a
@@ -30,7 +33,13 @@ from typing import Any, Final, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from server.domain.outcomes import OUTCOMES, outcome_of
+from server.domain.outcomes import (
+    DEDUP_DECISIONS,
+    OPERATION_OUTCOMES,
+    OPERATIONS,
+    OUTCOMES,
+    outcome_of,
+)
 from server.observability import logcontext
 
 __all__ = ["OUTCOMES", "UNKNOWN", "ItsmMetrics", "itsm_families", "outcome_of"]
@@ -75,6 +84,9 @@ class ItsmFamilies:
     sla_breaches: Counter
     open_tickets: Gauge
     marker_dropped: Counter
+    operations: Counter
+    operation_seconds: Histogram
+    dedup_decisions: Counter
 
 
 # A second registration of a name on one registry raises, and a process may build several gateways
@@ -139,6 +151,21 @@ def _define(registry: CollectorRegistry) -> ItsmFamilies:
             "Creates whose answer came back without the correlation marker: exactly-once cannot hold.",
             ["platform"], registry=registry,
         ),
+        operations=Counter(
+            "itsm_ticket_operations_total",
+            "Platform writes (create, update, comment, resolve, reopen) by outcome.",
+            ["platform", "operation", "outcome"], registry=registry,
+        ),
+        operation_seconds=Histogram(
+            "itsm_ticket_operation_duration_seconds",
+            "Time to answer a platform write (validation, platform calls, retries, store).",
+            ["platform", "operation", "outcome"], buckets=CREATION_BUCKETS, registry=registry,
+        ),
+        dedup_decisions=Counter(
+            "itsm_dedup_decisions_total",
+            "What creates with a dedup key did: created, attached or reopened.",
+            ["platform", "decision"], registry=registry,
+        ),
     )
 
 
@@ -176,6 +203,11 @@ class ItsmMetrics:
             self._child(self._f.retries, platform)
             self._child(self._f.replays, platform)
             self._child(self._f.marker_dropped, platform)
+            for operation in OPERATIONS:
+                for outcome in OPERATION_OUTCOMES:
+                    self._child(self._f.operations, platform, operation, outcome)
+            for decision in DEDUP_DECISIONS:
+                self._child(self._f.dedup_decisions, platform, decision)
             for priority in self._priorities[platform]:
                 for kind in SLA_KINDS:
                     self._child(self._f.sla_breaches, platform, priority, kind)
@@ -255,6 +287,20 @@ class ItsmMetrics:
         platform = self.platform_label(platform)
         labels = (platform, self.priority_label(platform, priority), kind if kind in SLA_KINDS else UNKNOWN)
         self._child(self._f.sla_breaches, *labels).inc()
+
+    def operation_finished(self, platform: str, operation: str, outcome: str, seconds: float) -> None:
+        """One platform write ended with `outcome` (see OPERATION_OUTCOMES)."""
+        labels = (
+            self.platform_label(platform),
+            operation if operation in OPERATIONS else UNKNOWN,
+            outcome if outcome in OPERATION_OUTCOMES else "failed",
+        )
+        self._child(self._f.operations, *labels).inc()
+        self._child(self._f.operation_seconds, *labels).observe(max(seconds, 0.0))
+
+    def dedup_decision(self, platform: str, decision: str) -> None:
+        decision = decision if decision in DEDUP_DECISIONS else UNKNOWN
+        self._child(self._f.dedup_decisions, self.platform_label(platform), decision).inc()
 
     def marker_dropped(self, platform: str) -> None:
         self._child(self._f.marker_dropped, self.platform_label(platform)).inc()

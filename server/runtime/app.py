@@ -14,14 +14,17 @@ from server.observability.logcontext import log_attempt
 from server.observability.metrics import ItsmMetrics
 from server.observability.metrics_http import MetricsEndpoint
 from server.observability.redaction import register_basic_auth, register_secrets
+from server.service.catalog import Catalog
 from server.service.creation import CreateKind
+from server.service.dedup import Deduplication
 from server.service.engine import ConfirmationDelays, Engine, EngineSettings
+from server.service.lifecycle import Lifecycle
 from server.service.marker_watch import MarkerWatch
 from server.service.periodic import Periodic
 from server.service.queries import TicketQueries
 from server.service.reconciler import Reconciler
 from server.service.settings import GatewayConfig
-from server.service.sla_sync import SlaSync
+from server.service.status_sync import StatusSync
 from server.service.templates import Templates
 from server.service.tickets import TicketCreation
 from server.storage.database import check_connection, create_engine, parse_url
@@ -29,7 +32,8 @@ from server.storage.operations import OperationStore
 from server.storage.platform_checks import PlatformCheckStore
 from server.storage.tickets import TicketStore
 from server.transport.auth import TokenRegistry
-from server.transport.grpc_server import BindError, GrpcServer, Services, TlsFiles
+from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
+from server.transport.services import Services
 
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
@@ -67,7 +71,7 @@ class Gateway:
         self.engine: Engine | None = None
         self.markers: MarkerWatch | None = None
         self.reconciler: Reconciler | None = None
-        self.sla_sync: SlaSync | None = None
+        self.sla_sync: StatusSync | None = None
         self.services: Services | None = None
 
     async def start(self) -> None:
@@ -90,17 +94,23 @@ class Gateway:
             for name, spec in specs.items()
         }
         ledger = OperationStore(database)
+        catalog = Catalog(config, specs)
         self.markers = MarkerWatch(PlatformCheckStore(database), metrics, specs)
         engine = self.engine = Engine(ledger, self._clients, _engine_settings(config))
-        create = CreateKind(config.field_mapping, specs, self.markers)
+        create = CreateKind(catalog, self.markers)
         templates = Templates(config, metrics)
+        dedup = Deduplication(
+            catalog, engine, ledger, self._store, create, config.idempotency.in_flight_wait_seconds
+        )
+        self.sla_sync = StatusSync(self._store, self._clients, catalog, config.timeout, metrics)
+        lifecycle = Lifecycle(catalog, engine, self._store, metrics, self.sla_sync.record_breaches)
         services = self.services = Services(
-            creation=TicketCreation(config, engine, create, templates, specs, metrics),
+            creation=TicketCreation(config, engine, create, dedup, templates, specs, metrics),
+            lifecycle=lifecycle,
             queries=TicketQueries(self._store),
             templates=templates,
         )
-        self.reconciler = Reconciler(ledger, engine, {create.kind: create})
-        self.sla_sync = SlaSync(self._store, self._clients, config.sla, config.timeout, metrics)
+        self.reconciler = Reconciler(ledger, engine, {create.kind: create, **lifecycle.kinds})
         self._grpc = GrpcServer(services, config.limits, self.options.tokens)
         address = f"{self.options.bind}:{self.options.grpc_port}"
         try:
@@ -136,10 +146,10 @@ class Gateway:
         self._background = [
             Periodic("itsm-reconciler", config.idempotency.reconcile_interval_seconds, reconcile)
         ]
-        if config.sla.enabled:
-            self._background.append(
-                Periodic("itsm-sla-sync", config.sla.sync_interval_seconds, self.sla_sync.run_once)
-            )
+        # Statuses are kept current whether or not SLA tracking is on.
+        self._background.append(
+            Periodic("itsm-status-sync", config.sla.sync_interval_seconds, self.sla_sync.run_once)
+        )
         for task in self._background:
             task.start()
 

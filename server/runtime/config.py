@@ -36,7 +36,7 @@ from server.domain.rules import FieldRule, Limits
 from server.domain.sla import SlaConfig, SlaTarget
 from server.domain.templates import TemplateError, TemplateSpec, compile_template
 from server.domain.validation import check_value
-from server.service.settings import GatewayConfig, IdempotencyConfig, PlatformConfig
+from server.service.settings import DedupPolicy, GatewayConfig, IdempotencyConfig, PlatformConfig
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
 
@@ -159,6 +159,7 @@ def _platform(obj: ConfigObject, name: str, env: Mapping[str, str]) -> PlatformC
         raise ConfigError(
             obj.at("search_confirmation_delay_seconds"), "must be at least confirmation_delay_seconds"
         )
+    dedup = _dedup(obj.obj("dedup"))
     settings = spec.read_settings(obj, env)
     obj.done()
     return PlatformConfig(
@@ -167,7 +168,22 @@ def _platform(obj: ConfigObject, name: str, env: Mapping[str, str]) -> PlatformC
         settings=settings,
         confirmation_delay_seconds=delay,
         search_confirmation_delay_seconds=search_delay,
+        dedup=dedup,
     )
+
+
+def _dedup(obj: ConfigObject) -> DedupPolicy:
+    d = DedupPolicy()
+    window = obj.get("reopen_window_seconds", number, d.reopen_window_seconds)
+    if not 0 <= window <= 90 * 86400:
+        raise ConfigError(obj.at("reopen_window_seconds"), "must be between 0 (never reopen) and 90 days")
+    policy = DedupPolicy(
+        reopen_window_seconds=window,
+        raise_priority_on_attach=obj.get("raise_priority_on_attach", boolean, d.raise_priority_on_attach),
+        wont_fix_resolutions=obj.get("wont_fix_resolutions", string_list, d.wont_fix_resolutions),
+    )
+    obj.done()
+    return policy
 
 
 def _delay(value: Any, path: str) -> float:
@@ -214,6 +230,7 @@ def _field_rule(obj: ConfigObject, name: str) -> FieldRule:
         maximum=obj.get("maximum", integer, None),
         default=obj.get("default", string, None),
         description=obj.get("description", string, ""),
+        immutable=obj.get("immutable", boolean, False),
     )
     for key in ("max_items", "item_key"):
         if getattr(rule, key) is not None and rule.type != "list":
@@ -281,6 +298,7 @@ def _template(obj: ConfigObject, name: str, mapping: Mapping[str, Mapping[str, F
     spec = TemplateSpec(
         name=name,
         platform=platform,
+        repeat_comment=obj.get("repeat_comment", string, ""),
         description=obj.get("description", string, ""),
         required_variables=variables,
         fields=fields,

@@ -33,7 +33,7 @@ from clients.errors import ErrorKind, PlatformError
 from clients.platform import PlatformClient
 from server.domain import errors
 from server.domain.records import FAILED, PENDING, SUCCEEDED, OperationRecord, TicketRecord
-from server.service.ports import NewTicket, OperationLedger
+from server.service.ports import KeyClaim, NewTicket, OperationLedger
 
 log = logging.getLogger("itsm.engine")
 
@@ -91,6 +91,12 @@ class Work:
     def total_attempts(self) -> int:
         return self.prior_attempts + self.attempts
 
+    @property
+    def retrying(self) -> bool:
+        """Something may have gone out before (this holder's or an earlier one's attempt): a kind
+        with several steps checks each before writing it again."""
+        return self.operation.uncertain_since is not None or self.total_attempts > 0
+
     def refresh(self, operation: OperationRecord) -> None:
         self.operation, self.observed = operation, time.monotonic()
 
@@ -113,7 +119,7 @@ class OperationKind(Protocol):
         """The ticket's change when it failed for good."""
         ...
 
-    def retried(self) -> Mapping[str, Any]:
+    def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
         """The ticket's change when a repeat takes over a failed or abandoned operation."""
         ...
 
@@ -128,6 +134,7 @@ class Request:
     kind: OperationKind
     new_ticket: NewTicket | None  # a create's ticket, reserved together with it
     deadline: float | None  # the caller's, time.monotonic(); None: no deadline
+    claim: KeyClaim | None = None  # a dedup decision made good with the reservation
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,12 @@ class Engine:
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
+    def client(self, platform: str) -> PlatformClient:
+        client = self._clients.get(platform)
+        if client is None:
+            raise errors.FailedPrecondition(f"platform {platform} is not enabled in this gateway")
+        return client
+
     def holds(self, request_id: str) -> bool:
         return request_id in self._in_flight
 
@@ -170,11 +183,14 @@ class Engine:
         token = _token()
         wanted = replace(request.operation, lease_token=token)
         operation, reserved = await self._ledger.reserve(
-            wanted, request.new_ticket, lease_seconds=self._settings.lease_seconds
+            wanted, request.new_ticket, lease_seconds=self._settings.lease_seconds, claim=request.claim
         )
         if reserved:
             ticket = request.new_ticket.record if request.new_ticket else None
             return await self._hold(operation, request, ticket)
+        if request.claim is not None:
+            # The dedup decision was rolled back with the reservation: the kind follows the stored one.
+            request = replace(request, claim=None)
         _same_request(operation, request.operation)
         return await self._follow(operation, request)
 
@@ -185,7 +201,7 @@ class Engine:
             operation.request_id,
             token=_token(),
             lease_seconds=self._settings.lease_seconds,
-            ticket_changes=kind.retried(),
+            ticket_changes=kind.retried(operation),
         )
         if taken is None:
             return None
@@ -208,7 +224,7 @@ class Engine:
                     operation.request_id,
                     token=_token(),
                     lease_seconds=self._settings.lease_seconds,
-                    ticket_changes=request.kind.retried(),
+                    ticket_changes=request.kind.retried(operation),
                 )
                 if taken is not None:
                     return await self._hold(taken, request, None)
@@ -257,10 +273,7 @@ class Engine:
         self, operation: OperationRecord, request: Request, ticket: TicketRecord | None = None
     ) -> Work:
         ticket = ticket or await self._ticket(operation)
-        client = self._clients.get(ticket.platform)
-        if client is None:
-            raise errors.FailedPrecondition(f"platform {ticket.platform} is not enabled in this gateway")
-        return Work(operation, ticket, client, self._call_end(request.deadline))
+        return Work(operation, ticket, self.client(ticket.platform), self._call_end(request.deadline))
 
     async def _run(self, work: Work, request: Request) -> Done:
         kind = request.kind

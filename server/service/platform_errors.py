@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from clients.errors import ErrorKind, PlatformError
 from clients.platform import PlatformSpec
 from server.domain import errors
+from server.domain.records import TicketRecord
 from server.domain.rules import FieldRule
 from server.domain.validation import Violation
 
@@ -30,6 +32,9 @@ def caller_error(
     message = str(exc)
     if exc.kind is ErrorKind.PAYLOAD_REJECTED:
         return errors.InvalidArgument(message, platform_violations(rules, spec, exc))
+    if exc.kind is ErrorKind.NOT_APPLIED:
+        # The workflow or an ACL said no; the message names what does exist (the transitions).
+        return errors.FailedPrecondition(message)
     if exc.kind is ErrorKind.AUTH:
         return errors.FailedPrecondition(f"{message}; the gateway's credentials for {spec.name} were refused")
     retry = f"; nothing was applied (ticket {ticket_id}) and the same request_id tries again"
@@ -38,3 +43,18 @@ def caller_error(
     if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.CONFLICT):
         return errors.FailedPrecondition(message + retry)
     return errors.Unavailable(message + retry)
+
+
+class _HasCatalog(Protocol):
+    specs: Mapping[str, PlatformSpec]
+
+    def rules(self, platform: str) -> Mapping[str, FieldRule]: ...
+
+
+class _HasTicket(Protocol):
+    ticket: TicketRecord
+
+
+def to_caller(catalog: _HasCatalog, work: _HasTicket, exc: PlatformError) -> errors.GatewayError:
+    platform = work.ticket.platform
+    return caller_error(exc, catalog.rules(platform), catalog.specs[platform], work.ticket.id)

@@ -28,6 +28,9 @@ class TicketFilter:
     request_id: str = ""
     external_key: str = ""
     sla_state: str = ""
+    dedup_key: str = ""
+    status: str = ""
+    open_only: bool = False
 
     def fingerprint(self) -> str:
         values = [getattr(self, f.name) for f in dataclasses.fields(self)]
@@ -63,22 +66,61 @@ class TicketPage:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SlaUpdate:
-    """One SLA sync's findings for one ticket."""
+    """One status sync's findings for one ticket."""
 
     id: str
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     sla_state: str
     platform_status: str
+    status: str = ""  # the gateway's status; "" leaves it (and the ticket's dedup key) as it was
+    resolution: str = ""
 
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+# Values of a ticket change the ledger fills in itself: the database's now, and "take the dedup key
+# back if no other ticket holds it" (a reopen).
+DB_NOW = _Sentinel("DB_NOW")
+TAKE_DEDUP_KEY = _Sentinel("TAKE_DEDUP_KEY")
+
+
+class KeyTaken(Exception):
+    """A dedup decision lost a race (another create took the key, or reopened the ticket first):
+    nothing was written; decide again."""
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """A dedup decision, made good in the same transaction as the operation's reservation: reopen a
+    resolved ticket (it takes the key back), or attach to the ticket holding it (with a comment
+    unless the last one the gateway added was the same)."""
+
+    ticket_id: str
+    key: str
+    reopen: bool
+    comment_hash: str = ""  # attach: sha256 of the comment it would add
 
 class OperationLedger(Protocol):
     """The exactly-once ledger (server/storage/operations.py): one operation per request_id, its
     outcome and its ticket's change written together, every change fenced by the holder's token."""
 
     async def reserve(
-        self, operation: OperationRecord, ticket: NewTicket | None, *, lease_seconds: float
+        self,
+        operation: OperationRecord,
+        ticket: NewTicket | None,
+        *,
+        lease_seconds: float,
+        claim: KeyClaim | None = None,
     ) -> tuple[OperationRecord, bool]: ...
+
+    async def forget_failed(self, request_id: str) -> bool: ...
 
     async def get(self, request_id: str) -> OperationRecord | None: ...
 
@@ -128,11 +170,21 @@ class TicketStore(Protocol):
 
     async def page(self, filters: TicketFilter, page_size: int, page_token: str = "") -> TicketPage: ...
 
+    async def key_holder(self, platform: str, key: str) -> TicketRecord | None: ...
+
+    async def latest_with_key(
+        self, platform: str, key: str, window_seconds: float
+    ) -> tuple[TicketRecord, bool] | None: ...
+
+    async def record_status(self, id: str, *, status: str, resolution: str) -> TicketRecord | None: ...
+
     async def claim_open(
         self, platform: str, *, token: str, lease_seconds: float, limit: int
     ) -> tuple[list[TicketRecord], datetime]: ...
 
     async def record_sla_batch(self, updates: list[SlaUpdate], *, token: str) -> None: ...
+
+    async def claim_key(self, id: str) -> bool: ...
 
     async def record_breaches(self, id: str, *, before: str, after: str) -> bool: ...
 
@@ -167,6 +219,10 @@ class Telemetry(Protocol):
     def sla_breach(self, platform: str, priority: str, kind: str) -> None: ...
 
     def marker_dropped(self, platform: str) -> None: ...
+
+    def operation_finished(self, platform: str, operation: str, outcome: str, seconds: float) -> None: ...
+
+    def dedup_decision(self, platform: str, decision: str) -> None: ...
 
     def set_open_tickets(self, counts: Mapping[tuple[str, str], int]) -> None: ...
 

@@ -24,6 +24,9 @@ class ListQuery:
     request_id: str = ""
     external_key: str = ""
     sla_state: str = ""
+    dedup_key: str = ""
+    status: str = ""
+    open_only: bool = False
 
 
 class TicketQueries:
@@ -45,7 +48,7 @@ class TicketQueries:
             )
         found = [
             v
-            for name in ("job_id", "request_id", "external_key")
+            for name in ("job_id", "request_id", "external_key", "dedup_key")
             for v in text_violations(name, getattr(query, name))
         ]
         if found:
@@ -58,6 +61,9 @@ class TicketQueries:
             request_id=query.request_id,
             external_key=query.external_key,
             sla_state=query.sla_state,
+            dedup_key=query.dedup_key,
+            status=query.status,
+            open_only=query.open_only,
         )
         try:
             return await self._store.page(filters, page_size, query.page_token)

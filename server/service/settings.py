@@ -6,7 +6,7 @@ Built by server/runtime/config.py from the JSON file and the environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from clients.settings import RetryPolicy, TimeoutConfig
@@ -23,6 +23,16 @@ class IdempotencyConfig:
 
 
 @dataclass(frozen=True)
+class DedupPolicy:
+    """What a create with a dedup key does on one platform when the key's ticket is not open."""
+
+    reopen_window_seconds: float = 3600.0  # reopen a ticket resolved less than this ago; 0: never
+    raise_priority_on_attach: bool = True  # a more urgent repeat raises the open ticket's priority
+    # Resolutions that mean "won't fix": such a ticket counts as cancelled and is never reopened.
+    wont_fix_resolutions: tuple[str, ...] = ("Won't Do", "Won't Fix", "Duplicate", "Cannot Reproduce")
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     name: str
     enabled: bool
@@ -31,6 +41,7 @@ class PlatformConfig:
     # is searchable too: a marker look-up waits this long. Defaults from the platform module.
     confirmation_delay_seconds: float = 6.0
     search_confirmation_delay_seconds: float = 6.0
+    dedup: DedupPolicy = field(default_factory=lambda: DedupPolicy())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, delete, exc, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,11 +21,12 @@ from server.domain.records import (
     FAILED,
     PENDING,
     PERMANENT_KINDS,
+    RESOLVED,
     SUCCEEDED,
     OperationRecord,
     TicketRecord,
 )
-from server.service.ports import NewTicket
+from server.service.ports import DB_NOW, TAKE_DEDUP_KEY, KeyClaim, KeyTaken, NewTicket
 from server.storage.clock import db_time
 from server.storage.database import in_transaction, run
 from server.storage.schema import (
@@ -93,10 +94,18 @@ class OperationStore:
     # -- writes ---------------------------------------------------------------------------------
 
     async def reserve(
-        self, operation: OperationRecord, ticket: NewTicket | None, *, lease_seconds: float
+        self,
+        operation: OperationRecord,
+        ticket: NewTicket | None,
+        *,
+        lease_seconds: float,
+        claim: KeyClaim | None = None,
     ) -> tuple[OperationRecord, bool]:
-        """Insert the operation PENDING under its request_id, holding its lease (and, for a create,
-        its new ticket, in the same transaction): (it, True); or (the existing one, False)."""
+        """Insert the operation PENDING under its request_id, holding its lease, in one transaction
+        with what it needs: a create's new ticket, or a dedup decision (claim). Returns (it, True);
+        or (the existing one, False). A dedup decision that lost its race raises KeyTaken, and
+        nothing is written: a new ticket whose key another holds, a reopen of a ticket that
+        someone reopened first, an attach to a ticket that gave its key up."""
         values = {
             **{name: getattr(operation, name) for name in _OPERATION_COLUMNS},
             "state": PENDING,
@@ -111,17 +120,43 @@ class OperationStore:
         ticket_values = None if ticket is None else _new_ticket_values(ticket)
         statement = self._insert.values(values).returning(*_RETURN_OPERATION)
 
-        def work(connection: Connection) -> tuple[Row[Any], bool]:
-            inserted = connection.execute(statement).first()
+        def work(connection: Connection) -> tuple[Row[Any] | None, bool]:
+            if claim is not None:
+                payload = {**operation.payload, **_claimed(connection, claim)}
+                insert = self._insert.values({**values, "payload": payload}).returning(*_RETURN_OPERATION)
+            else:
+                insert = statement
+            inserted = connection.execute(insert).first()
             if inserted is None:
-                # Rows are never deleted, so the one that won the key is there to read.
-                return connection.execute(_BY_REQUEST_ID, {"rid": operation.request_id}).one(), False
+                # Taken: read the one that won (a failed dedup create may have been forgotten
+                # in between, then None: the caller tries again). The claim is rolled back.
+                existing = connection.execute(_BY_REQUEST_ID, {"rid": operation.request_id}).first()
+                raise _Existing(existing)
             if ticket_values is not None:
-                connection.execute(tickets.insert().values(ticket_values))
+                try:
+                    connection.execute(tickets.insert().values(ticket_values))
+                except exc.IntegrityError:
+                    raise KeyTaken from None  # another ticket holds the dedup key
             return inserted, True
 
-        row, reserved = await in_transaction(self.engine, work)
+        try:
+            row, reserved = await in_transaction(self.engine, work)
+        except _Existing as taken:
+            row, reserved = taken.row, False
+        if row is None:
+            return await self.reserve(operation, ticket, lease_seconds=lease_seconds, claim=claim)
         return _operation(row), reserved
+
+    async def forget_failed(self, request_id: str) -> bool:
+        """Drops an operation that FAILED for a reason a repeat may retry, so that repeat decides
+        afresh (a dedup create: the key may have passed to another ticket meanwhile). Nothing it did
+        reached the platform; its ticket stays, FAILED."""
+        statement = delete(operations).where(
+            operations.c.request_id == request_id,
+            operations.c.state == FAILED,
+            operations.c.error_kind.not_in(sorted(PERMANENT_KINDS)),
+        )
+        return await run(self.engine, lambda c: c.execute(statement).rowcount) == 1
 
     async def take_over(
         self,
@@ -247,10 +282,14 @@ class OperationStore:
         changes = dict(ticket_changes)
         _check(changes, MAX_CHARS)
 
+        take_key = changes.pop("open_key", None) is TAKE_DEDUP_KEY
+
         def work(connection: Connection) -> Row[Any] | None:
             settled = connection.execute(statement, {"rid": request_id, "token": token}).first()
             if settled is None:
                 return None
+            if take_key:
+                _take_key(connection, settled.ticket_id)
             return connection.execute(
                 _ticket_update(settled.ticket_id, changes).returning(*tickets.c)
             ).first()
@@ -259,8 +298,64 @@ class OperationStore:
         return None if row is None else _ticket(row)
 
 
+class _Existing(Exception):
+    """The request_id was taken: carries the row out of the rolled-back transaction."""
+
+    def __init__(self, row: Row[Any] | None) -> None:
+        super().__init__("request_id taken")
+        self.row = row
+
+
+def _claimed(connection: Connection, claim: KeyClaim) -> dict[str, Any]:
+    """Makes a dedup decision good inside the reservation's transaction; raises KeyTaken when it
+    lost a race. Returns what the operation's payload records of it."""
+    if claim.reopen:
+        statement = (
+            update(tickets)
+            .where(
+                tickets.c.id == claim.ticket_id, tickets.c.open_key.is_(None), tickets.c.status == RESOLVED
+            )
+            .values(open_key=claim.key, update_time=db_time())
+        )
+        try:
+            taken = connection.execute(statement).rowcount
+        except exc.IntegrityError:
+            raise KeyTaken from None
+        if taken != 1:
+            raise KeyTaken
+        return {}
+    holds = and_(tickets.c.id == claim.ticket_id, tickets.c.open_key == claim.key)
+    # Of concurrent identical attaches exactly one sees a different hash and adds the comment.
+    first = (
+        update(tickets)
+        .where(holds, tickets.c.last_comment_hash != claim.comment_hash)
+        .values(last_comment_hash=claim.comment_hash)
+    )
+    if connection.execute(first).rowcount == 1:
+        return {"comment": True}
+    if connection.execute(select(tickets.c.id).where(holds)).first() is None:
+        raise KeyTaken
+    return {"comment": False}
+
+
+def _take_key(connection: Connection, ticket_id: str) -> None:
+    """A reopened ticket takes its dedup key back, unless another ticket opened under it meanwhile
+    (then it stays open without the key: the unique index says no, and only this part is undone)."""
+    statement = (
+        update(tickets)
+        .where(tickets.c.id == ticket_id, tickets.c.open_key.is_(None), tickets.c.dedup_key != "")
+        .values(open_key=tickets.c.dedup_key)
+    )
+    try:
+        with connection.begin_nested():
+            connection.execute(statement)
+    except exc.IntegrityError:
+        pass
+
+
 def _ticket_update(ticket_id: str, changes: Mapping[str, Any]) -> Any:
-    return update(tickets).where(tickets.c.id == ticket_id).values({**changes, "update_time": db_time()})
+    values = {name: db_time() if value is DB_NOW else value for name, value in changes.items()}
+    return update(tickets).where(tickets.c.id == ticket_id).values({**values, "update_time": db_time()})
 
 
 def _new_ticket_values(new: NewTicket) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    UniqueConstraint,
 )
 
 KEY_MAX_CHARS = 255  # request_id, job_id, template_name, external ids, marker, created_by
@@ -127,8 +126,12 @@ tickets = Table(
     Column("synced_at", UtcDateTime(), nullable=True),
     Column("sync_lease_until", UtcDateTime(), nullable=True),
     Column("sync_token", String(36), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default=""),
+    Column("resolution", SafeString(KEY_MAX_CHARS), nullable=False, server_default=""),
+    Column("dedup_key", SafeString(KEY_MAX_CHARS), nullable=False, server_default=""),
+    Column("open_key", SafeString(KEY_MAX_CHARS), nullable=True),
+    Column("last_comment_hash", String(64), nullable=False, server_default=""),
     PrimaryKeyConstraint("id", name="pk_tickets"),
-    UniqueConstraint("request_id", name="uq_tickets_request_id"),
     CheckConstraint("state IN ('PENDING', 'CREATED', 'FAILED')", name="ck_tickets_state"),
 )
 Index("ix_tickets_platform", tickets.c.platform)
@@ -140,6 +143,11 @@ Index("ix_tickets_sla_state", tickets.c.sla_state)
 Index(
     "ix_tickets_sla_open", tickets.c.platform, tickets.c.state, tickets.c.resolved_at, tickets.c.synced_at
 )
+# At most one ticket per platform holds a dedup key: the database decides, never a search. NULLs
+# (tickets without a key, or no longer holding theirs) never conflict.
+Index("uq_tickets_open_key", tickets.c.platform, tickets.c.open_key, unique=True)
+# The latest ticket opened under a key (the one a recurrence may reopen).
+Index("ix_tickets_dedup_key", tickets.c.platform, tickets.c.dedup_key, tickets.c.create_time.desc())
 
 # The exactly-once ledger: one row per request_id, whatever the operation's kind.
 operations = Table(

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, String, bindparam, func, literal, or_, select, tuple_, update
+from sqlalchemy import Row, String, and_, bindparam, case, exc, func, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
-from server.domain.records import CREATED, TicketRecord
+from server.domain.records import CREATED, DONE_STATUSES, OPEN_STATUSES, RESOLVED, TicketRecord
 from server.service.ports import SlaUpdate, TicketFilter, TicketPage
 from server.storage.clock import db_time
 from server.storage.database import run
@@ -30,6 +30,13 @@ MAX_BATCH = 1000
 
 _BY_ID = select(tickets).where(tickets.c.id == bindparam("tid"))
 _SLA_COLUMNS = ("acknowledged_at", "resolved_at", "sla_state", "platform_status")
+_DONE = sorted(DONE_STATUSES)
+# A new status ("" keeps the old one); a ticket no longer open gives its dedup key up.
+_NEW_STATUS = case((bindparam("new_status") == "", tickets.c.status), else_=bindparam("new_status"))
+_KEY_KEPT = case((bindparam("new_status").in_(_DONE), None), else_=tickets.c.open_key)
+_RESOLUTION = case(
+    (bindparam("new_status") == "", tickets.c.resolution), else_=bindparam("new_resolution")
+)
 # The sync's findings, fenced by its claim: a sync whose claim ran out and was taken by another
 # gateway writes nothing. Breaches are not here: see record_breaches.
 _RECORD_SLA = (
@@ -38,6 +45,9 @@ _RECORD_SLA = (
     .values(
         {
             **{name: bindparam(name) for name in _SLA_COLUMNS},
+            "status": _NEW_STATUS,
+            "resolution": _RESOLUTION,
+            "open_key": _KEY_KEPT,
             "synced_at": db_time(),
             "sync_lease_until": None,
             "sync_token": "",
@@ -93,7 +103,13 @@ class TicketStore:
         )
 
     async def claim_open(
-        self, platform: str, *, token: str, lease_seconds: float, limit: int
+        self,
+        platform: str,
+        *,
+        token: str,
+        lease_seconds: float,
+        limit: int,
+        resolved_horizon_seconds: float = 7 * 86400,
     ) -> tuple[list[TicketRecord], datetime]:
         """Claims up to `limit` open tickets of one platform for an SLA sync under `token`, least
         recently synced first, and says when (the database's now). Of several gateways claiming at
@@ -102,15 +118,15 @@ class TicketStore:
         if not 1 <= limit <= MAX_BATCH:
             raise ValueError(f"limit must be between 1 and {MAX_BATCH}")
         free = or_(tickets.c.sync_lease_until.is_(None), tickets.c.sync_lease_until <= db_time())
+        # Every open ticket, SLA or not; and resolved ones for a while, so a person reopening one on
+        # the platform shows up. Closed and cancelled tickets are final.
+        watched = or_(
+            tickets.c.status.not_in(_DONE),
+            and_(tickets.c.status == RESOLVED, tickets.c.resolved_at > db_time(-resolved_horizon_seconds)),
+        )
         candidates = (
             select(tickets.c.id)
-            .where(
-                tickets.c.platform == platform,
-                tickets.c.state == CREATED,
-                tickets.c.resolved_at.is_(None),
-                tickets.c.sla_state != "",
-                free,
-            )
+            .where(tickets.c.platform == platform, tickets.c.state == CREATED, watched, free)
             .order_by(tickets.c.synced_at.asc().nulls_first(), tickets.c.id)
             .limit(limit)
             # PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them
@@ -145,6 +161,54 @@ class TicketStore:
                 connection.execute(_RECORD_SLA, params)
 
         await run(self.engine, write, autocommit=not self._batch_in_transaction)
+
+    async def key_holder(self, platform: str, key: str) -> TicketRecord | None:
+        """The ticket holding a dedup key: being created, or open."""
+        statement = select(tickets).where(tickets.c.platform == platform, tickets.c.open_key == key)
+        row = await run(self.engine, lambda c: c.execute(statement).first())
+        return None if row is None else _record(row)
+
+    async def latest_with_key(
+        self, platform: str, key: str, window_seconds: float
+    ) -> tuple[TicketRecord, bool] | None:
+        """The newest ticket opened under a key, and whether it was resolved within the window (by
+        the database's clock): the one a recurrence may reopen."""
+        recent = and_(tickets.c.resolved_at.is_not(None), tickets.c.resolved_at > db_time(-window_seconds))
+        statement = (
+            select(tickets, recent.label("recently_resolved"))
+            .where(tickets.c.platform == platform, tickets.c.dedup_key == key, tickets.c.state == CREATED)
+            .order_by(tickets.c.create_time.desc(), tickets.c.id.desc())
+            .limit(1)
+        )
+        row = await run(self.engine, lambda c: c.execute(statement).first())
+        if row is None:
+            return None
+        return _record(row), bool(row.recently_resolved)
+
+    async def record_status(self, id: str, *, status: str, resolution: str) -> TicketRecord | None:
+        """What the platform said of a ticket just now (a person may have resolved it since the last
+        sync): its status, and, no longer open, its dedup key given up and its resolution time."""
+        done = status in DONE_STATUSES
+        values: dict[str, Any] = {"status": status, "resolution": resolution[:255], "update_time": db_time()}
+        if done:
+            values["open_key"] = None
+            values["resolved_at"] = func.coalesce(tickets.c.resolved_at, db_time())
+        statement = update(tickets).where(tickets.c.id == id).values(values).returning(*tickets.c)
+        row = await run(self.engine, lambda c: c.execute(statement).first())
+        return None if row is None else _record(row)
+
+    async def claim_key(self, id: str) -> bool:
+        """An open ticket takes its dedup key back (a person reopened it), unless another holds it."""
+        statement = (
+            update(tickets)
+            .where(tickets.c.id == id, tickets.c.open_key.is_(None), tickets.c.dedup_key != "")
+            .values(open_key=tickets.c.dedup_key)
+        )
+        try:
+            changed = await run(self.engine, lambda c: c.execute(statement).rowcount)
+        except exc.IntegrityError:
+            return False  # another ticket holds the key: this one stays open without it
+        return changed == 1
 
     async def record_breaches(self, id: str, *, before: str, after: str) -> bool:
         """Compare-and-set of the breaches recorded on a ticket: of everyone who saw the same new
@@ -189,6 +253,8 @@ def _list_statement(filters: TicketFilter, limit: int, after: Cursor | None) -> 
             # The ticket that operation acted on: its create, or an update, a comment...
             acted_on = select(operations.c.ticket_id).where(operations.c.request_id == value)
             statement = statement.where(tickets.c.id.in_(acted_on.scalar_subquery()))
+        elif f.name == "open_only":
+            statement = statement.where(tickets.c.status.in_(sorted(OPEN_STATUSES)))
         else:
             statement = statement.where(tickets.c[f.name] == value)
     if after is not None:
@@ -202,6 +268,8 @@ def _sla_params(update_: SlaUpdate, token: str) -> dict[str, Any]:
     return {
         "tid": update_.id,
         "claim": token,
+        "new_status": update_.status,
+        "new_resolution": update_.resolution[:255],
         "acknowledged_at": None if update_.acknowledged_at is None else utc(update_.acknowledged_at),
         "resolved_at": None if update_.resolved_at is None else utc(update_.resolved_at),
         "sla_state": update_.sla_state,
@@ -211,4 +279,4 @@ def _sla_params(update_: SlaUpdate, token: str) -> dict[str, Any]:
 
 def _record(row: Row[Any]) -> TicketRecord:
     values: Mapping[str, Any] = row._mapping
-    return TicketRecord(**{k: v for k, v in values.items() if k != "observed_at"})
+    return TicketRecord(**{k: v for k, v in values.items() if k not in ("observed_at", "recently_resolved")})

@@ -29,6 +29,22 @@ SLA_TO_PROTO = {
     "MET": common_pb2.SLA_STATE_MET,
 }
 PROTO_TO_SLA = {value: name for name, value in SLA_TO_PROTO.items()}
+# The gateway's ticket statuses are the enum's names without its prefix.
+STATUS_TO_PROTO = {
+    name.removeprefix("TICKET_STATUS_"): number
+    for name, number in common_pb2.TicketStatus.items()
+    if number != common_pb2.TICKET_STATUS_UNSPECIFIED
+}
+PROTO_TO_STATUS = {number: name for name, number in STATUS_TO_PROTO.items()}
+OUTCOME_TO_PROTO = {
+    "CREATED": common_pb2.CREATE_OUTCOME_CREATED,
+    "ATTACHED": common_pb2.CREATE_OUTCOME_ATTACHED,
+    "REOPENED": common_pb2.CREATE_OUTCOME_REOPENED,
+}
+VISIBILITY_FROM_PROTO = {
+    common_pb2.COMMENT_VISIBILITY_PUBLIC: "PUBLIC",
+    common_pb2.COMMENT_VISIBILITY_INTERNAL: "INTERNAL",
+}
 
 
 def deadline_of(context: aio.ServicerContext) -> float | None:
@@ -72,6 +88,9 @@ def ticket_to_proto(record: TicketRecord) -> ticket_pb2.Ticket:
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
         created_by=record.created_by,
+        status=STATUS_TO_PROTO.get(record.status, common_pb2.TICKET_STATUS_UNSPECIFIED),
+        dedup_key=record.dedup_key,
+        resolution=record.resolution,
     )
     _fill_sla(ticket.sla, record)
     return ticket
@@ -106,3 +125,10 @@ def template_to_proto(spec: TemplateSpec) -> template_service_pb2.Template:
         required_variables=list(spec.required_variables),
         fields=dict(spec.fields),
     )
+
+
+def create_outcome(replayed: bool, result: dict[str, Any]) -> int:
+    """What a create did, for its answer: a repeat of the request_id is REPLAYED."""
+    if replayed:
+        return common_pb2.CREATE_OUTCOME_REPLAYED
+    return OUTCOME_TO_PROTO.get(str(result.get("outcome", "CREATED")), common_pb2.CREATE_OUTCOME_CREATED)

@@ -18,13 +18,11 @@ from itsm.v1 import (
     ticket_service_pb2_grpc,
 )
 from server.domain.rules import Limits
-from server.service.queries import TicketQueries
-from server.service.templates import Templates
-from server.service.tickets import TicketCreation
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_metrics import GrpcMetricsInterceptor
 from server.transport.interceptors import AuthInterceptor, ErrorInterceptor
 from server.transport.rpc_log import RpcLogInterceptor
+from server.transport.services import Services
 from server.transport.template_servicer import TemplateServicer
 from server.transport.ticket_servicer import TicketServicer
 
@@ -37,15 +35,6 @@ SERVICE_NAMES = (
     ticket_service_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name,
     template_service_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
 )
-
-
-@dataclass(frozen=True)
-class Services:
-    """The use cases the servicers call."""
-
-    creation: TicketCreation
-    queries: TicketQueries
-    templates: Templates
 
 
 def platform_service(platform: str) -> str:
@@ -90,7 +79,7 @@ class GrpcServer:
                 ("grpc.max_connection_age_grace_ms", int(limits.shutdown_grace_seconds * 1000)),
             ],
         )
-        tickets = TicketServicer(services.creation, services.queries, limits.max_message_bytes)
+        tickets = TicketServicer(services, limits.max_message_bytes)
         ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
         template_service_pb2_grpc.add_TemplateServiceServicer_to_server(
             TemplateServicer(services.templates), server

@@ -34,6 +34,10 @@ WRITE_METHODS = frozenset(
     {
         "/itsm.v1.TicketService/CreateTicket",
         "/itsm.v1.TicketService/CreateTicketFromTemplate",
+        "/itsm.v1.TicketService/UpdateTicket",
+        "/itsm.v1.TicketService/AddComment",
+        "/itsm.v1.TicketService/ResolveTicket",
+        "/itsm.v1.TicketService/ReopenTicket",
     }
 )
 

@@ -6,27 +6,31 @@ from __future__ import annotations
 from grpc import aio
 
 from itsm.v1 import ticket_service_pb2, ticket_service_pb2_grpc
-from server.service.queries import ListQuery, TicketQueries
-from server.service.tickets import TicketCreation
+from server.service.queries import ListQuery
 from server.transport.auth import caller_name
 from server.transport.convert import (
     PROTO_TO_SLA,
     PROTO_TO_STATE,
+    PROTO_TO_STATUS,
+    VISIBILITY_FROM_PROTO,
+    create_outcome,
     deadline_of,
     struct_to_dict,
     ticket_to_proto,
     violations_to_proto,
 )
 from server.transport.platforms import platform_name
+from server.transport.services import Services
 
 # Room kept in a ListTickets answer for the next page token and the message's own framing.
 _PAGE_SLACK_BYTES = 2048
 
 
 class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
-    def __init__(self, creation: TicketCreation, queries: TicketQueries, max_message_bytes: int) -> None:
-        self._creation = creation
-        self._queries = queries
+    def __init__(self, services: Services, max_message_bytes: int) -> None:
+        self._creation = services.creation
+        self._lifecycle = services.lifecycle
+        self._queries = services.queries
         self._max_page_bytes = max_message_bytes - _PAGE_SLACK_BYTES
 
     async def CreateTicket(
@@ -39,8 +43,11 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             fields=dict(request.fields),
             caller=caller_name(),
             deadline=deadline_of(context),
+            dedup_key=request.dedup_key,
         )
-        return ticket_service_pb2.CreateTicketResponse(ticket=ticket_to_proto(done.ticket))
+        return ticket_service_pb2.CreateTicketResponse(
+            ticket=ticket_to_proto(done.ticket), outcome=create_outcome(done.replayed, done.operation.result)
+        )
 
     async def CreateTicketFromTemplate(
         self,
@@ -55,8 +62,11 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             variables_size=request.variables.ByteSize(),
             caller=caller_name(),
             deadline=deadline_of(context),
+            dedup_key=request.dedup_key,
         )
-        return ticket_service_pb2.CreateTicketFromTemplateResponse(ticket=ticket_to_proto(done.ticket))
+        return ticket_service_pb2.CreateTicketFromTemplateResponse(
+            ticket=ticket_to_proto(done.ticket), outcome=create_outcome(done.replayed, done.operation.result)
+        )
 
     async def ValidateTicket(
         self, request: ticket_service_pb2.ValidateTicketRequest, context: aio.ServicerContext
@@ -84,6 +94,9 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
             request_id=request.request_id,
             external_key=request.external_key,
             sla_state=PROTO_TO_SLA.get(request.sla_state, ""),
+            dedup_key=request.dedup_key,
+            status=PROTO_TO_STATUS.get(request.status, ""),
+            open_only=request.open_only,
         )
         page = await self._queries.list(query)
         # A page always fits the message size limit: when its tickets are large, it ends early and
@@ -98,3 +111,55 @@ class TicketServicer(ticket_service_pb2_grpc.TicketServiceServicer):
                 )
             tickets.append(ticket)
         return ticket_service_pb2.ListTicketsResponse(tickets=tickets, next_page_token=page.next_page_token)
+
+    async def UpdateTicket(
+        self, request: ticket_service_pb2.UpdateTicketRequest, context: aio.ServicerContext
+    ) -> ticket_service_pb2.UpdateTicketResponse:
+        done = await self._lifecycle.update(
+            ticket_id=request.id,
+            request_id=request.request_id,
+            fields=dict(request.fields),
+            caller=caller_name(),
+            deadline=deadline_of(context),
+        )
+        return ticket_service_pb2.UpdateTicketResponse(ticket=ticket_to_proto(done.ticket))
+
+    async def AddComment(
+        self, request: ticket_service_pb2.AddCommentRequest, context: aio.ServicerContext
+    ) -> ticket_service_pb2.AddCommentResponse:
+        done = await self._lifecycle.comment(
+            ticket_id=request.id,
+            request_id=request.request_id,
+            body=request.body,
+            visibility=VISIBILITY_FROM_PROTO.get(request.visibility, "INTERNAL"),
+            caller=caller_name(),
+            deadline=deadline_of(context),
+        )
+        return ticket_service_pb2.AddCommentResponse(
+            ticket=ticket_to_proto(done.ticket), comment_id=str(done.operation.result.get("comment_id", ""))
+        )
+
+    async def ResolveTicket(
+        self, request: ticket_service_pb2.ResolveTicketRequest, context: aio.ServicerContext
+    ) -> ticket_service_pb2.ResolveTicketResponse:
+        done = await self._lifecycle.resolve(
+            ticket_id=request.id,
+            request_id=request.request_id,
+            resolution=request.resolution,
+            notes=request.notes,
+            caller=caller_name(),
+            deadline=deadline_of(context),
+        )
+        return ticket_service_pb2.ResolveTicketResponse(ticket=ticket_to_proto(done.ticket))
+
+    async def ReopenTicket(
+        self, request: ticket_service_pb2.ReopenTicketRequest, context: aio.ServicerContext
+    ) -> ticket_service_pb2.ReopenTicketResponse:
+        done = await self._lifecycle.reopen(
+            ticket_id=request.id,
+            request_id=request.request_id,
+            reason=request.reason,
+            caller=caller_name(),
+            deadline=deadline_of(context),
+        )
+        return ticket_service_pb2.ReopenTicketResponse(ticket=ticket_to_proto(done.ticket))

@@ -41,7 +41,9 @@ class FakeDeskClient:
             parse_error=parse_error, redactor=redactor, on_attempt=on_attempt,
         )
 
-    async def create(self, payload: dict[str, Any], marker: str, *, deadline: float | None = None) -> CreatedTicket:
+    async def create(
+        self, payload: dict[str, Any], marker: str, *, deadline: float | None = None, dedup_key: str = ""
+    ) -> CreatedTicket:
         call = self._http.start("create", deadline)
         body = {**payload, "marker": marker}
         response = await self._http.send(call, Request("create", "POST", "/tickets", json=body, idempotent=False))

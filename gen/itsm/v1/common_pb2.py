@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14itsm/v1/common.proto\x12\x07itsm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x02\n\x03Sla\x12 \n\x05state\x18\x01 \x01(\x0e\x32\x11.itsm.v1.SlaState\x12\x10\n\x08priority\x18\x02 \x01(\t\x12\x35\n\x11response_due_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13resolution_due_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x63knowledged_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rresolved_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*P\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x17\n\x13PLATFORM_SERVICENOW\x10\x01\x12\x11\n\rPLATFORM_JIRA\x10\x02*x\n\x0bTicketState\x12\x1c\n\x18TICKET_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TICKET_STATE_PENDING\x10\x01\x12\x18\n\x14TICKET_STATE_CREATED\x10\x02\x12\x17\n\x13TICKET_STATE_FAILED\x10\x03*\x7f\n\x08SlaState\x12\x19\n\x15SLA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SLA_STATE_ON_TRACK\x10\x01\x12\x15\n\x11SLA_STATE_AT_RISK\x10\x02\x12\x16\n\x12SLA_STATE_BREACHED\x10\x03\x12\x11\n\rSLA_STATE_MET\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14itsm/v1/common.proto\x12\x07itsm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x02\n\x03Sla\x12 \n\x05state\x18\x01 \x01(\x0e\x32\x11.itsm.v1.SlaState\x12\x10\n\x08priority\x18\x02 \x01(\t\x12\x35\n\x11response_due_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13resolution_due_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x63knowledged_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rresolved_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*P\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x17\n\x13PLATFORM_SERVICENOW\x10\x01\x12\x11\n\rPLATFORM_JIRA\x10\x02*x\n\x0bTicketState\x12\x1c\n\x18TICKET_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TICKET_STATE_PENDING\x10\x01\x12\x18\n\x14TICKET_STATE_CREATED\x10\x02\x12\x17\n\x13TICKET_STATE_FAILED\x10\x03*\xb7\x01\n\x0cTicketStatus\x12\x1d\n\x19TICKET_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TICKET_STATUS_OPEN\x10\x01\x12\x1d\n\x19TICKET_STATUS_IN_PROGRESS\x10\x02\x12\x1a\n\x16TICKET_STATUS_RESOLVED\x10\x03\x12\x18\n\x14TICKET_STATUS_CLOSED\x10\x04\x12\x1b\n\x17TICKET_STATUS_CANCELLED\x10\x05*w\n\x11\x43ommentVisibility\x12\"\n\x1e\x43OMMENT_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OMMENT_VISIBILITY_PUBLIC\x10\x01\x12\x1f\n\x1b\x43OMMENT_VISIBILITY_INTERNAL\x10\x02*\xa2\x01\n\rCreateOutcome\x12\x1e\n\x1a\x43REATE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43REATE_OUTCOME_CREATED\x10\x01\x12\x1b\n\x17\x43REATE_OUTCOME_REPLAYED\x10\x02\x12\x1b\n\x17\x43REATE_OUTCOME_ATTACHED\x10\x03\x12\x1b\n\x17\x43REATE_OUTCOME_REOPENED\x10\x04*\x7f\n\x08SlaState\x12\x19\n\x15SLA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SLA_STATE_ON_TRACK\x10\x01\x12\x15\n\x11SLA_STATE_AT_RISK\x10\x02\x12\x16\n\x12SLA_STATE_BREACHED\x10\x03\x12\x11\n\rSLA_STATE_MET\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLATFORM']._serialized_end=494
   _globals['_TICKETSTATE']._serialized_start=496
   _globals['_TICKETSTATE']._serialized_end=616
-  _globals['_SLASTATE']._serialized_start=618
-  _globals['_SLASTATE']._serialized_end=745
+  _globals['_TICKETSTATUS']._serialized_start=619
+  _globals['_TICKETSTATUS']._serialized_end=802
+  _globals['_COMMENTVISIBILITY']._serialized_start=804
+  _globals['_COMMENTVISIBILITY']._serialized_end=923
+  _globals['_CREATEOUTCOME']._serialized_start=926
+  _globals['_CREATEOUTCOME']._serialized_end=1088
+  _globals['_SLASTATE']._serialized_start=1090
+  _globals['_SLASTATE']._serialized_end=1217
   _globals['_FIELDVIOLATION']._serialized_start=66
   _globals['_FIELDVIOLATION']._serialized_end=134
   _globals['_SLA']._serialized_start=137

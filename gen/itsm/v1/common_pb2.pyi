@@ -22,6 +22,29 @@ class TicketState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TICKET_STATE_CREATED: _ClassVar[TicketState]
     TICKET_STATE_FAILED: _ClassVar[TicketState]
 
+class TicketStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TICKET_STATUS_UNSPECIFIED: _ClassVar[TicketStatus]
+    TICKET_STATUS_OPEN: _ClassVar[TicketStatus]
+    TICKET_STATUS_IN_PROGRESS: _ClassVar[TicketStatus]
+    TICKET_STATUS_RESOLVED: _ClassVar[TicketStatus]
+    TICKET_STATUS_CLOSED: _ClassVar[TicketStatus]
+    TICKET_STATUS_CANCELLED: _ClassVar[TicketStatus]
+
+class CommentVisibility(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMENT_VISIBILITY_UNSPECIFIED: _ClassVar[CommentVisibility]
+    COMMENT_VISIBILITY_PUBLIC: _ClassVar[CommentVisibility]
+    COMMENT_VISIBILITY_INTERNAL: _ClassVar[CommentVisibility]
+
+class CreateOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CREATE_OUTCOME_UNSPECIFIED: _ClassVar[CreateOutcome]
+    CREATE_OUTCOME_CREATED: _ClassVar[CreateOutcome]
+    CREATE_OUTCOME_REPLAYED: _ClassVar[CreateOutcome]
+    CREATE_OUTCOME_ATTACHED: _ClassVar[CreateOutcome]
+    CREATE_OUTCOME_REOPENED: _ClassVar[CreateOutcome]
+
 class SlaState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SLA_STATE_UNSPECIFIED: _ClassVar[SlaState]
@@ -36,6 +59,20 @@ TICKET_STATE_UNSPECIFIED: TicketState
 TICKET_STATE_PENDING: TicketState
 TICKET_STATE_CREATED: TicketState
 TICKET_STATE_FAILED: TicketState
+TICKET_STATUS_UNSPECIFIED: TicketStatus
+TICKET_STATUS_OPEN: TicketStatus
+TICKET_STATUS_IN_PROGRESS: TicketStatus
+TICKET_STATUS_RESOLVED: TicketStatus
+TICKET_STATUS_CLOSED: TicketStatus
+TICKET_STATUS_CANCELLED: TicketStatus
+COMMENT_VISIBILITY_UNSPECIFIED: CommentVisibility
+COMMENT_VISIBILITY_PUBLIC: CommentVisibility
+COMMENT_VISIBILITY_INTERNAL: CommentVisibility
+CREATE_OUTCOME_UNSPECIFIED: CreateOutcome
+CREATE_OUTCOME_CREATED: CreateOutcome
+CREATE_OUTCOME_REPLAYED: CreateOutcome
+CREATE_OUTCOME_ATTACHED: CreateOutcome
+CREATE_OUTCOME_REOPENED: CreateOutcome
 SLA_STATE_UNSPECIFIED: SlaState
 SLA_STATE_ON_TRACK: SlaState
 SLA_STATE_AT_RISK: SlaState

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from itsm.v1 import common_pb2 as itsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14itsm/v1/ticket.proto\x12\x07itsm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14itsm/v1/common.proto\"\xe4\x03\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x08platform\x18\x02 \x01(\x0e\x32\x11.itsm.v1.Platform\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.itsm.v1.TicketState\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x15\n\rtemplate_name\x18\x06 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x07 \x01(\t\x12\x14\n\x0c\x65xternal_key\x18\x08 \x01(\t\x12\x0b\n\x03url\x18\t \x01(\t\x12+\n\x06\x66ields\x18\n \x03(\x0b\x32\x1b.itsm.v1.Ticket.FieldsEntry\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x03sla\x18\x0f \x01(\x0b\x32\x0c.itsm.v1.Sla\x12\x12\n\ncreated_by\x18\x10 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14itsm/v1/ticket.proto\x12\x07itsm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14itsm/v1/common.proto\"\xb2\x04\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x08platform\x18\x02 \x01(\x0e\x32\x11.itsm.v1.Platform\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.itsm.v1.TicketState\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x15\n\rtemplate_name\x18\x06 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x07 \x01(\t\x12\x14\n\x0c\x65xternal_key\x18\x08 \x01(\t\x12\x0b\n\x03url\x18\t \x01(\t\x12+\n\x06\x66ields\x18\n \x03(\x0b\x32\x1b.itsm.v1.Ticket.FieldsEntry\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x03sla\x18\x0f \x01(\x0b\x32\x0c.itsm.v1.Sla\x12\x12\n\ncreated_by\x18\x10 \x01(\t\x12%\n\x06status\x18\x11 \x01(\x0e\x32\x15.itsm.v1.TicketStatus\x12\x11\n\tdedup_key\x18\x12 \x01(\t\x12\x12\n\nresolution\x18\x13 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TICKET_FIELDSENTRY']._loaded_options = None
   _globals['_TICKET_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_TICKET']._serialized_start=89
-  _globals['_TICKET']._serialized_end=573
-  _globals['_TICKET_FIELDSENTRY']._serialized_start=528
-  _globals['_TICKET_FIELDSENTRY']._serialized_end=573
+  _globals['_TICKET']._serialized_end=651
+  _globals['_TICKET_FIELDSENTRY']._serialized_start=606
+  _globals['_TICKET_FIELDSENTRY']._serialized_end=651
 # @@protoc_insertion_point(module_scope)

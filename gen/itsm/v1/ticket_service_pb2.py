@@ -27,7 +27,7 @@ from itsm.v1 import common_pb2 as itsm_dot_v1_dot_common__pb2
 from itsm.v1 import ticket_pb2 as itsm_dot_v1_dot_ticket__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1citsm/v1/ticket_service.proto\x12\x07itsm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14itsm/v1/common.proto\x1a\x14itsm/v1/ticket.proto\"\xc7\x01\n\x13\x43reateTicketRequest\x12#\n\x08platform\x18\x01 \x01(\x0e\x32\x11.itsm.v1.Platform\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x38\n\x06\x66ields\x18\x04 \x03(\x0b\x32(.itsm.v1.CreateTicketRequest.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x14\x43reateTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"\x88\x01\n\x1f\x43reateTicketFromTemplateRequest\x12\x15\n\rtemplate_name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n CreateTicketFromTemplateResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"\xa7\x01\n\x15ValidateTicketRequest\x12#\n\x08platform\x18\x01 \x01(\x0e\x32\x11.itsm.v1.Platform\x12:\n\x06\x66ields\x18\x02 \x03(\x0b\x32*.itsm.v1.ValidateTicketRequest.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x16ValidateTicketResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12+\n\nviolations\x18\x02 \x03(\x0b\x32\x17.itsm.v1.FieldViolation\"\x1e\n\x10GetTicketRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x11GetTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"\xe5\x01\n\x12ListTicketsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x08platform\x18\x03 \x01(\x0e\x32\x11.itsm.v1.Platform\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.itsm.v1.TicketState\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x14\n\x0c\x65xternal_key\x18\x07 \x01(\t\x12$\n\tsla_state\x18\x08 \x01(\x0e\x32\x11.itsm.v1.SlaState\"P\n\x13ListTicketsResponse\x12 \n\x07tickets\x18\x01 \x03(\x0b\x32\x0f.itsm.v1.Ticket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xae\x03\n\rTicketService\x12K\n\x0c\x43reateTicket\x12\x1c.itsm.v1.CreateTicketRequest\x1a\x1d.itsm.v1.CreateTicketResponse\x12o\n\x18\x43reateTicketFromTemplate\x12(.itsm.v1.CreateTicketFromTemplateRequest\x1a).itsm.v1.CreateTicketFromTemplateResponse\x12Q\n\x0eValidateTicket\x12\x1e.itsm.v1.ValidateTicketRequest\x1a\x1f.itsm.v1.ValidateTicketResponse\x12\x42\n\tGetTicket\x12\x19.itsm.v1.GetTicketRequest\x1a\x1a.itsm.v1.GetTicketResponse\x12H\n\x0bListTickets\x12\x1b.itsm.v1.ListTicketsRequest\x1a\x1c.itsm.v1.ListTicketsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1citsm/v1/ticket_service.proto\x12\x07itsm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14itsm/v1/common.proto\x1a\x14itsm/v1/ticket.proto\"\xda\x01\n\x13\x43reateTicketRequest\x12#\n\x08platform\x18\x01 \x01(\x0e\x32\x11.itsm.v1.Platform\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x38\n\x06\x66ields\x18\x04 \x03(\x0b\x32(.itsm.v1.CreateTicketRequest.FieldsEntry\x12\x11\n\tdedup_key\x18\x05 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\x14\x43reateTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.itsm.v1.CreateOutcome\"\x9b\x01\n\x1f\x43reateTicketFromTemplateRequest\x12\x15\n\rtemplate_name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tdedup_key\x18\x05 \x01(\t\"l\n CreateTicketFromTemplateResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.itsm.v1.CreateOutcome\"\xa7\x01\n\x15ValidateTicketRequest\x12#\n\x08platform\x18\x01 \x01(\x0e\x32\x11.itsm.v1.Platform\x12:\n\x06\x66ields\x18\x02 \x03(\x0b\x32*.itsm.v1.ValidateTicketRequest.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x16ValidateTicketResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12+\n\nviolations\x18\x02 \x03(\x0b\x32\x17.itsm.v1.FieldViolation\"\x1e\n\x10GetTicketRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x11GetTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"\xb2\x02\n\x12ListTicketsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x08platform\x18\x03 \x01(\x0e\x32\x11.itsm.v1.Platform\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.itsm.v1.TicketState\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x14\n\x0c\x65xternal_key\x18\x07 \x01(\t\x12$\n\tsla_state\x18\x08 \x01(\x0e\x32\x11.itsm.v1.SlaState\x12\x11\n\tdedup_key\x18\t \x01(\t\x12%\n\x06status\x18\n \x01(\x0e\x32\x15.itsm.v1.TicketStatus\x12\x11\n\topen_only\x18\x0b \x01(\x08\"P\n\x13ListTicketsResponse\x12 \n\x07tickets\x18\x01 \x03(\x0b\x32\x0f.itsm.v1.Ticket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9e\x01\n\x13UpdateTicketRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x38\n\x06\x66ields\x18\x03 \x03(\x0b\x32(.itsm.v1.UpdateTicketRequest.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x14UpdateTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"q\n\x11\x41\x64\x64\x43ommentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12.\n\nvisibility\x18\x04 \x01(\x0e\x32\x1a.itsm.v1.CommentVisibility\"I\n\x12\x41\x64\x64\x43ommentResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\x12\x12\n\ncomment_id\x18\x02 \x01(\t\"Y\n\x14ResolveTicketRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\r\n\x05notes\x18\x04 \x01(\t\"8\n\x15ResolveTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket\"E\n\x13ReopenTicketRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x14ReopenTicketResponse\x12\x1f\n\x06ticket\x18\x01 \x01(\x0b\x32\x0f.itsm.v1.Ticket2\xdf\x05\n\rTicketService\x12K\n\x0c\x43reateTicket\x12\x1c.itsm.v1.CreateTicketRequest\x1a\x1d.itsm.v1.CreateTicketResponse\x12o\n\x18\x43reateTicketFromTemplate\x12(.itsm.v1.CreateTicketFromTemplateRequest\x1a).itsm.v1.CreateTicketFromTemplateResponse\x12Q\n\x0eValidateTicket\x12\x1e.itsm.v1.ValidateTicketRequest\x1a\x1f.itsm.v1.ValidateTicketResponse\x12\x42\n\tGetTicket\x12\x19.itsm.v1.GetTicketRequest\x1a\x1a.itsm.v1.GetTicketResponse\x12H\n\x0bListTickets\x12\x1b.itsm.v1.ListTicketsRequest\x1a\x1c.itsm.v1.ListTicketsResponse\x12K\n\x0cUpdateTicket\x12\x1c.itsm.v1.UpdateTicketRequest\x1a\x1d.itsm.v1.UpdateTicketResponse\x12\x45\n\nAddComment\x12\x1a.itsm.v1.AddCommentRequest\x1a\x1b.itsm.v1.AddCommentResponse\x12N\n\rResolveTicket\x12\x1d.itsm.v1.ResolveTicketRequest\x1a\x1e.itsm.v1.ResolveTicketResponse\x12K\n\x0cReopenTicket\x12\x1c.itsm.v1.ReopenTicketRequest\x1a\x1d.itsm.v1.ReopenTicketResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,30 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETICKETREQUEST_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._loaded_options = None
   _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATETICKETREQUEST_FIELDSENTRY']._loaded_options = None
+  _globals['_UPDATETICKETREQUEST_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_CREATETICKETREQUEST']._serialized_start=116
-  _globals['_CREATETICKETREQUEST']._serialized_end=315
-  _globals['_CREATETICKETREQUEST_FIELDSENTRY']._serialized_start=270
-  _globals['_CREATETICKETREQUEST_FIELDSENTRY']._serialized_end=315
-  _globals['_CREATETICKETRESPONSE']._serialized_start=317
-  _globals['_CREATETICKETRESPONSE']._serialized_end=372
-  _globals['_CREATETICKETFROMTEMPLATEREQUEST']._serialized_start=375
-  _globals['_CREATETICKETFROMTEMPLATEREQUEST']._serialized_end=511
-  _globals['_CREATETICKETFROMTEMPLATERESPONSE']._serialized_start=513
-  _globals['_CREATETICKETFROMTEMPLATERESPONSE']._serialized_end=580
-  _globals['_VALIDATETICKETREQUEST']._serialized_start=583
-  _globals['_VALIDATETICKETREQUEST']._serialized_end=750
-  _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._serialized_start=270
-  _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._serialized_end=315
-  _globals['_VALIDATETICKETRESPONSE']._serialized_start=752
-  _globals['_VALIDATETICKETRESPONSE']._serialized_end=836
-  _globals['_GETTICKETREQUEST']._serialized_start=838
-  _globals['_GETTICKETREQUEST']._serialized_end=868
-  _globals['_GETTICKETRESPONSE']._serialized_start=870
-  _globals['_GETTICKETRESPONSE']._serialized_end=922
-  _globals['_LISTTICKETSREQUEST']._serialized_start=925
-  _globals['_LISTTICKETSREQUEST']._serialized_end=1154
-  _globals['_LISTTICKETSRESPONSE']._serialized_start=1156
-  _globals['_LISTTICKETSRESPONSE']._serialized_end=1236
-  _globals['_TICKETSERVICE']._serialized_start=1239
-  _globals['_TICKETSERVICE']._serialized_end=1669
+  _globals['_CREATETICKETREQUEST']._serialized_end=334
+  _globals['_CREATETICKETREQUEST_FIELDSENTRY']._serialized_start=289
+  _globals['_CREATETICKETREQUEST_FIELDSENTRY']._serialized_end=334
+  _globals['_CREATETICKETRESPONSE']._serialized_start=336
+  _globals['_CREATETICKETRESPONSE']._serialized_end=432
+  _globals['_CREATETICKETFROMTEMPLATEREQUEST']._serialized_start=435
+  _globals['_CREATETICKETFROMTEMPLATEREQUEST']._serialized_end=590
+  _globals['_CREATETICKETFROMTEMPLATERESPONSE']._serialized_start=592
+  _globals['_CREATETICKETFROMTEMPLATERESPONSE']._serialized_end=700
+  _globals['_VALIDATETICKETREQUEST']._serialized_start=703
+  _globals['_VALIDATETICKETREQUEST']._serialized_end=870
+  _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._serialized_start=289
+  _globals['_VALIDATETICKETREQUEST_FIELDSENTRY']._serialized_end=334
+  _globals['_VALIDATETICKETRESPONSE']._serialized_start=872
+  _globals['_VALIDATETICKETRESPONSE']._serialized_end=956
+  _globals['_GETTICKETREQUEST']._serialized_start=958
+  _globals['_GETTICKETREQUEST']._serialized_end=988
+  _globals['_GETTICKETRESPONSE']._serialized_start=990
+  _globals['_GETTICKETRESPONSE']._serialized_end=1042
+  _globals['_LISTTICKETSREQUEST']._serialized_start=1045
+  _globals['_LISTTICKETSREQUEST']._serialized_end=1351
+  _globals['_LISTTICKETSRESPONSE']._serialized_start=1353
+  _globals['_LISTTICKETSRESPONSE']._serialized_end=1433
+  _globals['_UPDATETICKETREQUEST']._serialized_start=1436
+  _globals['_UPDATETICKETREQUEST']._serialized_end=1594
+  _globals['_UPDATETICKETREQUEST_FIELDSENTRY']._serialized_start=289
+  _globals['_UPDATETICKETREQUEST_FIELDSENTRY']._serialized_end=334
+  _globals['_UPDATETICKETRESPONSE']._serialized_start=1596
+  _globals['_UPDATETICKETRESPONSE']._serialized_end=1651
+  _globals['_ADDCOMMENTREQUEST']._serialized_start=1653
+  _globals['_ADDCOMMENTREQUEST']._serialized_end=1766
+  _globals['_ADDCOMMENTRESPONSE']._serialized_start=1768
+  _globals['_ADDCOMMENTRESPONSE']._serialized_end=1841
+  _globals['_RESOLVETICKETREQUEST']._serialized_start=1843
+  _globals['_RESOLVETICKETREQUEST']._serialized_end=1932
+  _globals['_RESOLVETICKETRESPONSE']._serialized_start=1934
+  _globals['_RESOLVETICKETRESPONSE']._serialized_end=1990
+  _globals['_REOPENTICKETREQUEST']._serialized_start=1992
+  _globals['_REOPENTICKETREQUEST']._serialized_end=2061
+  _globals['_REOPENTICKETRESPONSE']._serialized_start=2063
+  _globals['_REOPENTICKETRESPONSE']._serialized_end=2118
+  _globals['_TICKETSERVICE']._serialized_start=2121
+  _globals['_TICKETSERVICE']._serialized_end=2856
 # @@protoc_insertion_point(module_scope)

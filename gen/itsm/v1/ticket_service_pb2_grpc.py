@@ -60,6 +60,26 @@ class TicketServiceStub:
                 request_serializer=itsm_dot_v1_dot_ticket__service__pb2.ListTicketsRequest.SerializeToString,
                 response_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ListTicketsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTicket = channel.unary_unary(
+                '/itsm.v1.TicketService/UpdateTicket',
+                request_serializer=itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketRequest.SerializeToString,
+                response_deserializer=itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketResponse.FromString,
+                _registered_method=True)
+        self.AddComment = channel.unary_unary(
+                '/itsm.v1.TicketService/AddComment',
+                request_serializer=itsm_dot_v1_dot_ticket__service__pb2.AddCommentRequest.SerializeToString,
+                response_deserializer=itsm_dot_v1_dot_ticket__service__pb2.AddCommentResponse.FromString,
+                _registered_method=True)
+        self.ResolveTicket = channel.unary_unary(
+                '/itsm.v1.TicketService/ResolveTicket',
+                request_serializer=itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketRequest.SerializeToString,
+                response_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketResponse.FromString,
+                _registered_method=True)
+        self.ReopenTicket = channel.unary_unary(
+                '/itsm.v1.TicketService/ReopenTicket',
+                request_serializer=itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketRequest.SerializeToString,
+                response_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketResponse.FromString,
+                _registered_method=True)
 
 
 class TicketServiceServicer:
@@ -101,6 +121,34 @@ class TicketServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTicket(self, request, context):
+        """Changes canonical fields of a ticket on its platform, exactly once per request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddComment(self, request, context):
+        """Adds a comment (a work note by default) to a ticket, exactly once per request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveTicket(self, request, context):
+        """Resolves a ticket, exactly once per request_id; resolving a resolved ticket sends nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenTicket(self, request, context):
+        """Reopens a resolved ticket, exactly once per request_id; reopening an open one sends nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TicketServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +176,26 @@ def add_TicketServiceServicer_to_server(servicer, server):
                     servicer.ListTickets,
                     request_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ListTicketsRequest.FromString,
                     response_serializer=itsm_dot_v1_dot_ticket__service__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'UpdateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTicket,
+                    request_deserializer=itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketRequest.FromString,
+                    response_serializer=itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketResponse.SerializeToString,
+            ),
+            'AddComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddComment,
+                    request_deserializer=itsm_dot_v1_dot_ticket__service__pb2.AddCommentRequest.FromString,
+                    response_serializer=itsm_dot_v1_dot_ticket__service__pb2.AddCommentResponse.SerializeToString,
+            ),
+            'ResolveTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveTicket,
+                    request_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketRequest.FromString,
+                    response_serializer=itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketResponse.SerializeToString,
+            ),
+            'ReopenTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenTicket,
+                    request_deserializer=itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketRequest.FromString,
+                    response_serializer=itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +334,114 @@ class TicketService:
             '/itsm.v1.TicketService/ListTickets',
             itsm_dot_v1_dot_ticket__service__pb2.ListTicketsRequest.SerializeToString,
             itsm_dot_v1_dot_ticket__service__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/itsm.v1.TicketService/UpdateTicket',
+            itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketRequest.SerializeToString,
+            itsm_dot_v1_dot_ticket__service__pb2.UpdateTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/itsm.v1.TicketService/AddComment',
+            itsm_dot_v1_dot_ticket__service__pb2.AddCommentRequest.SerializeToString,
+            itsm_dot_v1_dot_ticket__service__pb2.AddCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/itsm.v1.TicketService/ResolveTicket',
+            itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketRequest.SerializeToString,
+            itsm_dot_v1_dot_ticket__service__pb2.ResolveTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/itsm.v1.TicketService/ReopenTicket',
+            itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketRequest.SerializeToString,
+            itsm_dot_v1_dot_ticket__service__pb2.ReopenTicketResponse.FromString,
             options,
             channel_credentials,
             insecure,

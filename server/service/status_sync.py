@@ -1,6 +1,9 @@
-"""Background SLA sync: polls open tickets' status from the platforms and records SLA outcomes.
+"""Background status sync: keeps every open ticket's status current (whether or not an SLA applies),
+and records SLA outcomes. A person resolving, closing or reopening a ticket on the platform shows up
+after the next round; a ticket no longer open gives its dedup key up, one reopened takes it back.
 
-Every sync_interval_seconds, per platform, it claims batches of open tickets under a token of its own
+Every sync_interval_seconds, per platform, it claims batches of tickets (open ones, and those resolved
+within the last days, which a person might reopen) under a token of its own
 (so several gateways on one database never poll the same ticket in one round), asks the platform for
 their status in one request per batch, within max_requests_per_second, and records when work started
 and ended, fenced by its claim: a sync whose claim ran out and was taken by another writes nothing.
@@ -15,30 +18,33 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from clients.errors import PlatformError
 from clients.platform import PlatformClient, TicketStatus
 from clients.settings import TimeoutConfig
-from server.domain.records import TicketRecord
+from server.domain.records import DONE_STATUSES, OPEN_STATUSES, TicketRecord
 from server.domain.sla import SlaConfig, standing
+from server.service.catalog import Catalog
 from server.service.ports import SlaUpdate, Telemetry, TicketStore
 
 log = logging.getLogger("itsm.sla")
 
 
-class SlaSync:
+class StatusSync:
     def __init__(
         self,
         store: TicketStore,
         clients: Mapping[str, PlatformClient],
-        config: SlaConfig,
+        catalog: Catalog,
         timeout: TimeoutConfig,
         metrics: Telemetry,
     ) -> None:
         self._store = store
         self._clients = clients
-        self._config = config
+        self._catalog = catalog
+        self._config: SlaConfig = catalog.config.sla
         self._timeout = timeout
         self._metrics = metrics
         self._next_request = 0.0
@@ -76,23 +82,37 @@ class SlaSync:
         by_id = {s.external_id: s for s in statuses}
         findings = [self._finding(record, by_id.get(record.external_id), now) for record in claimed]
         # One write for the whole batch: a round trip per ticket made large rounds CPU-bound.
-        await self._store.record_sla_batch([f for f, _ in findings if f is not None], token=token)
-        for record, (_, breaches) in zip(claimed, findings, strict=True):
+        await self._store.record_sla_batch([f for f, _ in findings], token=token)
+        for record, (finding, breaches) in zip(claimed, findings, strict=True):
             if breaches:
-                await self._record_breaches(record, breaches)
+                await self.record_breaches(record, breaches)
+            if record.dedup_key and record.open_key is None and finding.status in OPEN_STATUSES:
+                await self._store.claim_key(record.id)  # reopened on the platform by a person
         return len(claimed)
 
     def _finding(
         self, record: TicketRecord, status: TicketStatus | None, now: datetime
-    ) -> tuple[SlaUpdate | None, frozenset[str]]:
-        """What this sync learnt about one ticket (None: it has no SLA targets), and its breaches."""
-        resolved_at = record.resolved_at or (now if status and status.resolved else None)
+    ) -> tuple[SlaUpdate, frozenset[str]]:
+        """What this sync learnt about one ticket, and the SLA breaches it shows."""
+        gateway = self._catalog.status(record.platform, status) if status else ""
+        done = gateway in DONE_STATUSES
+        # A person reopening it on the platform clears its resolution time.
+        resolved_at = (record.resolved_at or now) if done else (None if gateway else record.resolved_at)
         # Resolving a ticket is also responding to it, even if no one moved it to "in progress".
         acknowledged_at = record.acknowledged_at or (
             now if status and (status.acknowledged or status.resolved) else None
         )
+        update = SlaUpdate(
+            id=record.id,
+            acknowledged_at=acknowledged_at,
+            resolved_at=resolved_at,
+            sla_state=record.sla_state,
+            platform_status=status.status if status else record.platform_status,
+            status=gateway,
+            resolution=status.resolution if status else record.resolution,
+        )
         if record.response_due is None or record.resolution_due is None or record.create_time is None:
-            return None, frozenset()
+            return update, frozenset()
         result = standing(
             created=record.create_time,
             response_due=record.response_due,
@@ -102,16 +122,13 @@ class SlaSync:
             now=now,
             at_risk_ratio=self._config.at_risk_ratio,
         )
-        update = SlaUpdate(
-            id=record.id,
-            acknowledged_at=acknowledged_at,
-            resolved_at=resolved_at,
-            sla_state=result.state,
-            platform_status=status.status if status else record.platform_status,
-        )
-        return update, result.breaches
+        return replace(update, sla_state=result.state), result.breaches
 
-    async def _record_breaches(self, record: TicketRecord, breaches: frozenset[str]) -> None:
+    async def record_breaches(self, record: TicketRecord, breaches: frozenset[str] | None = None) -> None:
+        """Records (and counts, once per ticket and kind across replicas) the SLA targets a ticket
+        missed; a resolve settles them too. None: those its stored times show."""
+        if breaches is None:
+            breaches = _breaches(record, self._config)
         recorded = record.sla_breaches
         for _ in range(3):  # another gateway may record one between our read and our write
             counted = set(filter(None, recorded.split(",")))
@@ -142,3 +159,17 @@ class SlaSync:
         if wait > 0:
             await asyncio.sleep(wait)
         self._next_request = max(self._next_request, time.monotonic()) + interval
+
+
+def _breaches(record: TicketRecord, config: SlaConfig) -> frozenset[str]:
+    if not (record.response_due and record.resolution_due and record.create_time and record.resolved_at):
+        return frozenset()
+    return standing(
+        created=record.create_time,
+        response_due=record.response_due,
+        resolution_due=record.resolution_due,
+        acknowledged_at=record.acknowledged_at,
+        resolved_at=record.resolved_at,
+        now=record.resolved_at,
+        at_risk_ratio=config.at_risk_ratio,
+    ).breaches

@@ -55,6 +55,9 @@ class JiraLifecycle:
 
     resolve_transitions: tuple[str, ...] = ("Done", "Resolve Issue", "Resolve", "Close Issue", "Close")
     reopen_transitions: tuple[str, ...] = ("Reopen", "Reopen Issue", "To Do", "Open")
+    # Where a workflow offers no resolve transition from the issue's status (To Do -> Done is not
+    # always allowed), the issue goes through one of these first (one step, never a walk).
+    resolve_via: tuple[str, ...] = ("In Progress", "Start Progress")
     default_resolution: str = "Done"
     # status category -> the gateway's status
     statuses: Mapping[str, str] = field(
@@ -432,23 +435,20 @@ class JiraClient:
         notes: str,
         deadline: float | None,
     ) -> TicketStatus:
-        """Through the first configured transition the issue offers, with the resolution when its
-        screen has the field (some require it, others reject it), and notes as its comment."""
+        """Through the first configured transition the issue offers (going through a `resolve_via`
+        step first where the workflow needs one), with the resolution when its screen has the field
+        (some require it, others reject it), and notes as its comment."""
         check_identifier(PLATFORM, operation, key, _ISSUE)
         call = self._http.start(operation, deadline)
-        path = f"{self._api}/issue/{key}/transitions"
-        params = {"expand": "transitions.fields"}
-        listed = await self._http.send(call, Request("transitions", "GET", path, params=params))
-        offered = _transitions(listed.data)
-        chosen = next((t for name in names for t in offered if _named(t, name)), None)
+        offered = await self._offered(call, key)
+        chosen = _first_named(offered, names)
+        via = self._lifecycle.resolve_via if operation == "resolve" else ()
+        if chosen is None and (step := _first_named(offered, via)) is not None:
+            await self._transition(call, operation, key, {"transition": {"id": str(step["id"])}})
+            offered = await self._offered(call, key)
+            chosen = _first_named(offered, names)
         if chosen is None:
-            available = sorted({str(t.get("name", "")) for t in offered} - {""})
-            raise PlatformError(
-                platform=PLATFORM, operation=operation, kind=ErrorKind.NOT_APPLIED, attempts=call.attempts,
-                message=f"the workflow offers {key} none of the configured {operation} transitions "
-                f"({', '.join(names)})",
-                field_errors={"transition": "available: " + (", ".join(available) or "none")},
-            )
+            raise self._no_transition(call, operation, key, names, offered)
         body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
         screen = chosen.get("fields") if isinstance(chosen.get("fields"), dict) else {}
         if resolution and "resolution" in screen:
@@ -456,9 +456,29 @@ class JiraClient:
         if notes:
             text = text_to_adf(notes) if self._version == 3 else notes
             body["update"] = {"comment": [{"add": {"body": text}}]}
+        await self._transition(call, operation, key, body)
+        return await self._read_status(call, key)
+
+    async def _offered(self, call: Call, key: str) -> list[dict[str, Any]]:
+        path = f"{self._api}/issue/{key}/transitions"
+        params = {"expand": "transitions.fields"}
+        return _transitions((await self._http.send(call, Request("transitions", "GET", path, params=params))).data)
+
+    async def _transition(self, call: Call, operation: str, key: str, body: dict[str, Any]) -> None:
+        path = f"{self._api}/issue/{key}/transitions"
         # Never resent here after an ambiguous failure: the caller checks where the issue stands.
         await self._http.send(call, Request(operation, "POST", path, json=body, idempotent=False))
-        return await self._read_status(call, key)
+
+    def _no_transition(
+        self, call: Call, operation: str, key: str, names: tuple[str, ...], offered: list[dict[str, Any]]
+    ) -> PlatformError:
+        available = sorted({str(t.get("name", "")) for t in offered} - {""})
+        return PlatformError(
+            platform=PLATFORM, operation=operation, kind=ErrorKind.NOT_APPLIED, attempts=call.attempts,
+            message=f"the workflow offers {key} none of the configured {operation} transitions "
+            f"({', '.join(names)})",
+            field_errors={"transition": "available: " + (", ".join(available) or "none")},
+        )
 
     def _status(self, external_id: str, issue: dict[str, Any]) -> TicketStatus:
         found = _status(external_id, issue)
@@ -520,6 +540,11 @@ def _status(external_id: str, issue: dict[str, Any]) -> TicketStatus:
     name = str(((issue.get("fields") or {}).get("status") or {}).get("name", ""))
     category = _category(issue)
     return TicketStatus(external_id, name, category != "new", category == "done")
+
+
+def _first_named(offered: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The offered transition with the first of `names` (configuration order wins)."""
+    return next((t for name in names for t in offered if _named(t, name)), None)
 
 
 def _named(transition: dict[str, Any], name: str) -> bool:
@@ -620,6 +645,7 @@ def _read_lifecycle(obj: ConfigObject) -> JiraLifecycle:
     lifecycle = JiraLifecycle(
         resolve_transitions=obj.get("resolve_transitions", _names, d.resolve_transitions),
         reopen_transitions=obj.get("reopen_transitions", _names, d.reopen_transitions),
+        resolve_via=obj.get("resolve_via", string_list, d.resolve_via),
         default_resolution=obj.get("default_resolution", string, d.default_resolution),
         statuses=obj.get("statuses", _category_statuses, dict(d.statuses)),
         internal_visibility=obj.get("internal_visibility", _visibility, None),

@@ -48,6 +48,7 @@ def add_control_routes(app: web.Application, faults: FaultState, target: Control
             {
                 "records": target.record_count(),
                 "requests": faults.requests,
+                "writes": faults.writes,
                 "faults_injected": faults.faults_injected,
             }
         )

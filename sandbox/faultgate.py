@@ -26,6 +26,8 @@ def fault_middleware(state: FaultState, respond: FaultResponder) -> Middleware:
         if is_control_path(request.path):
             return await handler(request)
         state.requests += 1
+        if request.method not in ("GET", "HEAD"):
+            state.writes += 1
         settings = state.settings
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)

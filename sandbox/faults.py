@@ -124,6 +124,7 @@ class FaultState:
         self._rng = random.Random(seed)
         self.settings = initial
         self.requests = 0
+        self.writes = 0  # requests that may change something: everything but GET and HEAD
         self.faults_injected = 0
 
     def roll_error_status(self) -> int | None:
@@ -154,4 +155,5 @@ class FaultState:
         self._rng = random.Random(self._initial_seed)
         self.settings = FaultSettings()
         self.requests = 0
+        self.writes = 0
         self.faults_injected = 0

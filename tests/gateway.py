@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from itsm.v1 import template_service_pb2_grpc, ticket_service_pb2_grpc
-from sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from sandbox import RunningSandbox, SandboxConfig, registered, start_sandbox
 from server.runtime.app import Gateway, ServeOptions
 from server.runtime.config import parse_config
 from server.runtime.devmode import sandbox_config_overrides
@@ -42,6 +43,19 @@ class Harness:
         base = self.sandbox.url("servicenow") if platform == "servicenow" else self.sandbox.url("jira")
         async with aiohttp.ClientSession() as http, http.put(base + path, json=body) as response:
             assert response.status == 200, await response.text()
+
+    async def platform_call(self, platform: str, method: str, path: str, body: Any = None) -> Any:
+        """A call to the sandbox's platform API with its well-known credentials, as a person or
+        another tool would make it: what the platform holds, not what the gateway says."""
+        user, secret = registered()[platform].credentials
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.request(method, self.sandbox.url(platform) + path, json=body) as response,
+        ):
+            assert response.status < 300, await response.text()
+            return await response.json() if response.content_length != 0 else None
 
     async def scrape(self) -> str:
         """The gateway's /metrics text."""

@@ -462,7 +462,8 @@ class JiraClient:
     async def _offered(self, call: Call, key: str) -> list[dict[str, Any]]:
         path = f"{self._api}/issue/{key}/transitions"
         params = {"expand": "transitions.fields"}
-        return _transitions((await self._http.send(call, Request("transitions", "GET", path, params=params))).data)
+        listed = await self._http.send(call, Request("transitions", "GET", path, params=params))
+        return _transitions(listed.data)
 
     async def _transition(self, call: Call, operation: str, key: str, body: dict[str, Any]) -> None:
         path = f"{self._api}/issue/{key}/transitions"

@@ -20,13 +20,21 @@ def is_control_path(path: str) -> bool:
     return path.startswith(CONTROL_PREFIX)
 
 
-def fault_middleware(state: FaultState, respond: FaultResponder) -> Middleware:
+def is_read(request: web.Request) -> bool:
+    """Whether a request only reads (not counted in stats.writes): GET and HEAD by default; a
+    platform with read-only POSTs (Jira's search) passes its own rule."""
+    return request.method in ("GET", "HEAD")
+
+
+def fault_middleware(
+    state: FaultState, respond: FaultResponder, reads: Callable[[web.Request], bool] = is_read
+) -> Middleware:
     @web.middleware
     async def apply_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_control_path(request.path):
             return await handler(request)
         state.requests += 1
-        if request.method not in ("GET", "HEAD"):
+        if not reads(request):
             state.writes += 1
         settings = state.settings
         if settings.latency_ms:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from itsm.v1 import common_pb2, ticket_service_pb2
 from tests.rpc import field_violations, rpc_error
@@ -280,3 +281,52 @@ async def test_a_resolve_cut_after_commit_settles_resolved(harness) -> None:
         await harness.sandbox_put("jira", "/_sandbox/faults", NO_FAULTS)
     assert done.status == common_pb2.TICKET_STATUS_RESOLVED
     assert (await issue(harness, t.external_key))["status"]["statusCategory"]["key"] == "done"
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def sample(text: str, name: str, labels: dict[str, str]) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+async def test_operations_and_dedup_decisions_are_counted(harness) -> None:
+    ops = "itsm_ticket_operations_total"
+    ok = {"platform": "servicenow", "operation": "comment", "outcome": "succeeded"}
+    invalid = {"platform": "servicenow", "operation": "comment", "outcome": "invalid"}
+    replayed = {"platform": "servicenow", "operation": "comment", "outcome": "replayed"}
+    attached = {"platform": "servicenow", "decision": "attached"}
+    before = await harness.scrape()
+    t = await open_ticket(harness, SN, "m")
+    await harness.tickets.AddComment(comment(t.id, "m-c", "hello"))
+    await harness.tickets.AddComment(comment(t.id, "m-c", "hello"))
+    await rpc_error(harness.tickets.AddComment(comment(t.id, "m-bad", "")))
+    request = ticket_service_pb2.CreateTicketRequest(
+        platform=SN, request_id="m2", fields={"summary": "s"}, dedup_key="m-key"
+    )
+    await harness.tickets.CreateTicket(request)
+    request.request_id = "m3"
+    await harness.tickets.CreateTicket(request)
+    after = await harness.scrape()
+    for labels in (ok, invalid, replayed):
+        assert sample(after, ops, labels) - sample(before, ops, labels) == 1, labels
+    assert sample(after, "itsm_dedup_decisions_total", attached) - sample(
+        before, "itsm_dedup_decisions_total", attached
+    ) == 1
+    count = "itsm_ticket_operation_duration_seconds_count"
+    assert sample(after, count, ok) - sample(before, count, ok) == 1
+
+
+async def test_resolving_settles_the_sla_at_once_and_reopening_clears_it(harness) -> None:
+    t = await open_ticket(harness, SN, "sla", impact="1", urgency="1")
+    resolved = (await harness.tickets.ResolveTicket(resolve(t.id, "sla-r"))).ticket
+    assert resolved.sla.state == common_pb2.SLA_STATE_MET and resolved.sla.HasField("resolved_time")
+    assert resolved.sla.HasField("acknowledged_time")  # resolving acknowledged it too
+    reopened = (await harness.tickets.ReopenTicket(reopen(t.id, "sla-o"))).ticket
+    assert reopened.sla.state == common_pb2.SLA_STATE_ON_TRACK and not reopened.sla.HasField("resolved_time")
+    # The resolution clock keeps running from creation: the targets did not move.
+    assert reopened.sla.resolution_due_time == t.sla.resolution_due_time

@@ -95,6 +95,16 @@ async def test_stats_count_writes_apart_from_reads(
         counted = await r.json()
     assert (counted["requests"], counted["writes"]) == (5, 2)
 
+    jira = sandbox.url("jira")
+    async with http.post(f"{jira}{ISSUES}", json=JIRA_TASK, headers=JIRA_AUTH) as r:
+        assert r.status == 201
+    search = {"jql": "project = OPS", "maxResults": 10}
+    async with http.post(f"{jira}/rest/api/3/search/jql", json=search, headers=JIRA_AUTH) as r:
+        assert r.status == 200  # a query sent as POST: a read
+    async with http.get(f"{jira}/_sandbox/stats") as r:
+        counted = await r.json()
+    assert (counted["requests"], counted["writes"]) == (2, 1)
+
 
 async def test_servicenow_error_rate_one_faults_every_call_without_applying_it(
     sandbox: RunningSandbox, http: aiohttp.ClientSession

@@ -44,8 +44,11 @@ async def age(harness, ticket_id: str, minutes: float) -> None:
     sync reads the database's clock, which a test cannot set.)"""
     shift = timedelta(minutes=minutes)
     engine = harness.gateway._store.engine
-    async with engine.begin() as connection:
+    async with engine.connect() as connection:
         row = (await connection.execute(select(tickets).where(tickets.c.id == ticket_id))).one()
+    # Write-only transaction: on SQLite one that read first cannot wait for the write lock (it
+    # fails at once with "database is locked" when a background sync is writing).
+    async with engine.begin() as connection:
         await connection.execute(
             update(tickets)
             .where(tickets.c.id == ticket_id)

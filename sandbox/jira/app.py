@@ -56,6 +56,11 @@ _ANONYMOUS_PATHS = re.compile(r"^/rest/api/(2|3|latest)/serverInfo$")  # public 
 BODY_METHODS = frozenset({"POST", "PUT"})
 
 
+def _is_read(request: web.Request) -> bool:
+    """GETs, and the searches Jira takes as POSTs (a JQL query does not fit a URL): not writes."""
+    return request.method in ("GET", "HEAD") or "/search" in request.path
+
+
 def _path_version(path: str) -> int:
     match = _VERSION_IN_PATH.match(path)
     return 3 if match and match.group(1) == "3" else 2
@@ -125,8 +130,9 @@ class JiraSandbox:
         self._compiler = JqlCompiler(self.catalog, self.store.find)
 
     def app(self) -> web.Application:
+        faults = fault_middleware(self.faults, fault_response, _is_read)
         app = web.Application(
-            middlewares=[_route_misses, fault_middleware(self.faults, fault_response), self._gatekeeper],
+            middlewares=[_route_misses, faults, self._gatekeeper],
             client_max_size=self._limits.max_body_bytes,
         )
         add_control_routes(app, self.faults, self.store)

@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from itsm.v1 import (
     template_service_pb2,
@@ -24,6 +23,7 @@ from server.service.tickets import TicketCreation
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_metrics import GrpcMetricsInterceptor
 from server.transport.interceptors import AuthInterceptor, ErrorInterceptor
+from server.transport.reflection import enable_reflection
 from server.transport.rpc_log import RpcLogInterceptor
 from server.transport.template_servicer import TemplateServicer
 from server.transport.ticket_servicer import TicketServicer
@@ -96,9 +96,7 @@ class GrpcServer:
             TemplateServicer(services.templates), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         return server
 
     def bind(self, address: str, tls: TlsFiles | None) -> int:

@@ -14,7 +14,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
 from server.transport.reflection import DescriptorIndex, ReflectionServicer, load_descriptor_set
-from tests.gateway import running_gateway
+from tests.gateway import Harness, running_gateway
 from tests.test_server import TOKENS, WRITER
 
 
@@ -40,7 +40,7 @@ async def grpcurl(port: int, *words: str, flags: tuple[str, ...] = ()) -> tuple[
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_grpcurl_lists_and_describes_with_comments(harness) -> None:
+async def test_grpcurl_lists_and_describes_with_comments(harness: Harness) -> None:
     port = harness.gateway.grpc_port
     code, out, err = await grpcurl(port, "list")
     assert code == 0, err
@@ -67,7 +67,7 @@ async def test_grpcurl_lists_and_describes_with_comments(harness) -> None:
         assert code == 0, f"{symbol}: {err}"
 
 
-async def test_grpcurl_creates_a_ticket(harness) -> None:
+async def test_grpcurl_creates_a_ticket(harness: Harness) -> None:
     body = json.dumps({"platform": "PLATFORM_JIRA", "request_id": "grpcurl-1", "fields": {"summary": "From grpcurl"}})
     code, out, err = await grpcurl(harness.gateway.grpc_port, "itsm.v1.TicketService/CreateTicket", flags=("-d", body))
     assert code == 0, err

@@ -1,4 +1,5 @@
-"""gRPC throughput and latency of ValidateTicket, RenderTemplate and CreateTicket, against a bare echo.
+"""gRPC throughput and latency of ValidateTicket, RenderTemplate and CreateTicket, against a bare echo;
+and ValidateTicket and CreateTicket over the web port (Connect JSON), against the same RPC over gRPC.
 
     .venv/bin/python scripts/bench_grpc.py                 # full: 3 repetitions, 1/16/100/1000 in flight
     .venv/bin/python scripts/bench_grpc.py --quick         # smoke, under a minute: 1 rep, 1 s, 1 and 16
@@ -25,6 +26,10 @@ use more than --quiet-threshold % of a core. Per row: medians over repetitions o
 echo throughput at that concurrency. CreateTicket creates ServiceNow incidents only (one platform
 keeps runs comparable), each with a unique request_id, after a sandbox reset; `replay` repeats one
 request_id (what a retrying caller hits: validate, fingerprint, reserve -> the stored ticket).
+
+`validate_web` and `create_web` are the same requests as JSON over the gateway's web port (Connect
+protocol, HTTP/1.1, one keep-alive connection per caller), through the same interceptors and servicers;
+their "x gRPC" column is their throughput over the same RPC's over gRPC at that concurrency, same run.
 
 Also per row: server CPU per call, the load generator's and the whole machine's CPU, and the CPU of
 processes that are not this benchmark's: on a small shared machine the client, the sandbox,
@@ -66,15 +71,21 @@ from server.storage.migrate import migrate  # noqa: E402
 
 SERVERS = ROOT / "scripts" / "bench_grpc_servers.py"
 LOAD = ROOT / "scripts" / "bench_grpc_load.py"
-KINDS = ("echo", "validate", "render", "create", "replay")
+KINDS = ("echo", "validate", "render", "create", "replay", "validate_web", "create_web")
 LABELS = {
     "echo": "echo (baseline)",
     "validate": "ValidateTicket",
     "render": "RenderTemplate",
     "create": "CreateTicket",
     "replay": "CreateTicket replay",
+    "validate_web": "ValidateTicket web",
+    "create_web": "CreateTicket web",
 }
 TARGETS = {"validate": 0.7, "create": 0.1}
+# Web kinds: the same RPC over gRPC, and the least ratio to it aimed at.
+OVER_GRPC = {"validate_web": "validate", "create_web": "create"}
+TARGETS_VS_GRPC = {"validate_web": 0.6}
+CREATES = ("create", "replay", "create_web")
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 5.0
 
@@ -155,6 +166,7 @@ class Fleet:
 @dataclass(frozen=True)
 class Servers:
     gateway_port: int
+    gateway_web_port: int
     gateway_pid: int
     echo_port: int
     echo_pid: int
@@ -180,7 +192,7 @@ def start_servers(fleet: Fleet, database_url: str) -> Servers:
     echo = fleet.spawn("echo", [str(SERVERS), "echo"])
     ec = _read_line(echo, STARTUP_SECONDS, "echo start")
     return Servers(
-        gw["port"], gw["pid"], ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
+        gw["port"], gw["web_port"], gw["pid"], ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
     )
 
 
@@ -265,13 +277,15 @@ def measure(
     fleet: Fleet, servers: Servers, plan: Plan, kind: str, concurrency: int, tag: str
 ) -> dict[str, Any]:
     """One measurement: spawn the load process(es), start them together, merge their results."""
-    target_port = servers.echo_port if kind == "echo" else servers.gateway_port
+    target = f"127.0.0.1:{servers.echo_port if kind == 'echo' else servers.gateway_port}"
+    if kind in OVER_GRPC:
+        target = f"http://127.0.0.1:{servers.gateway_web_port}"
     server_pid = servers.echo_pid if kind == "echo" else servers.gateway_pid
     procs_wanted = plan.client_procs if concurrency >= 100 else 1
     clients = []
     for index, callers in enumerate(_split(concurrency, procs_wanted)):
         spec = {
-            "target": f"127.0.0.1:{target_port}",
+            "target": target,
             "kind": kind,
             "concurrency": callers,
             "channels": max(1, math.ceil(callers / plan.callers_per_channel)),
@@ -396,7 +410,7 @@ def run_plan(
                 quiet.wait()
                 tag = f"bench-{os.getpid()}-r{rep}-c{concurrency}-{kind}"
                 run = summarise(measure(fleet, servers, plan, kind, concurrency, tag))
-                if kind in ("create", "replay"):
+                if kind in CREATES:
                     reset()
                 run.update(rep=rep, concurrency=concurrency)
                 runs.append(run)
@@ -423,6 +437,11 @@ def _progress(run: dict[str, Any]) -> None:
 def aggregate(runs: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for concurrency in plan.concurrencies:
+        grpc_tp = {
+            kind: statistics.median(r["throughput"] for r in found)
+            for kind in OVER_GRPC.values()
+            if (found := [r for r in runs if r["concurrency"] == concurrency and r["kind"] == kind])
+        }
         echo = [r for r in runs if r["concurrency"] == concurrency and r["kind"] == "echo"]
         echo_by_rep = {r["rep"]: r["throughput"] for r in echo}
         echo_tp = statistics.median(r["throughput"] for r in echo) if echo else float("nan")
@@ -445,6 +464,9 @@ def aggregate(runs: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
             }  # fmt: skip
             target = TARGETS.get(kind)
             ratio = med["throughput"] / echo_tp if echo_tp else float("nan")
+            over_grpc = grpc_tp.get(OVER_GRPC.get(kind, ""))
+            target_grpc = TARGETS_VS_GRPC.get(kind)
+            ratio_grpc = med["throughput"] / over_grpc if over_grpc else float("nan")
             # Each repetition's ratio to the echo run just before it: noise that lasts a few
             # seconds (another job on the machine) hits both sides of the pair.
             paired = [r["throughput"] / echo_by_rep[r["rep"]] for r in mine if echo_by_rep.get(r["rep"])]
@@ -460,6 +482,9 @@ def aggregate(runs: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
                     "echo_cpu_over_rpc_cpu": echo_cpu / med["server_cpu_us_per_call"],
                     "target_ratio": target,
                     "meets_target": None if target is None else ratio >= target,
+                    "ratio_to_grpc": ratio_grpc,
+                    "target_ratio_to_grpc": target_grpc,
+                    "meets_target_to_grpc": None if target_grpc is None else ratio_grpc >= target_grpc,
                     "errors": dict(errors),
                     "server_rss_peak_mb": max(r["server_rss_peak_mb"] for r in mine),
                     "throughputs": [r["throughput"] for r in mine],
@@ -471,7 +496,9 @@ def aggregate(runs: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
 LEGEND = """\
 calls/s: median over repetitions of completions in the window / window. x echo: that / median echo
 calls/s at the same concurrency (the target's definition); paired: median of per-repetition ratios
-to the echo run just before. p50/p95/p99: medians over repetitions. srv us/call: gateway (or echo)
+to the echo run just before. x gRPC (web rows): calls/s over the same RPC's over gRPC, same
+concurrency, same run; its target is the web row's.
+p50/p95/p99: medians over repetitions. srv us/call: gateway (or echo)
 process CPU per call; cpu x: echo's / this row's (what the ratio would be if CPU were the only
 limit). srv%/cli%: server and load-generator CPU, % of one core; box%: whole machine, % of all
 cores; oth%: processes not this benchmark's, % of one core (medians). RSS MB: peak RSS of the
@@ -480,7 +507,8 @@ measured server (the echo's on echo rows), sampled every 0.1 s, highest over rep
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
-        f"{'in flight':>9} {'RPC':<20} {'calls/s':>8} {'x echo':>7} {'paired':>6} {'target':>7} "
+        f"{'in flight':>9} {'RPC':<20} {'calls/s':>8} {'x echo':>7} {'paired':>6} {'x gRPC':>6} "
+        f"{'target':>7} "
         f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'srv us/call':>11} {'cpu x':>6} {'srv%':>5} {'cli%':>5} "
         f"{'box%':>5} {'oth%':>5} {'RSS MB':>7}  errors"
     )
@@ -490,10 +518,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         target = "" if row["target_ratio"] is None else (
             f"{'ok' if row['meets_target'] else 'MISS'} {row['target_ratio']:.1f}"
         )
+        if row["target_ratio_to_grpc"] is not None:
+            target = f"{'ok' if row['meets_target_to_grpc'] else 'MISS'} {row['target_ratio_to_grpc']:.1f}"
+        over_grpc = "" if math.isnan(row["ratio_to_grpc"]) else f"{row['ratio_to_grpc']:.2f}"
         errors = ", ".join(f"{k} {v}" for k, v in sorted(row["errors"].items())) or "0"
         print(
             f"{row['concurrency']:>9} {row['rpc']:<20} {row['throughput']:>8.0f} "
-            f"{row['ratio_to_echo']:>7.2f} {row['paired_ratio_median']:>6.2f} {target:>7} "
+            f"{row['ratio_to_echo']:>7.2f} {row['paired_ratio_median']:>6.2f} {over_grpc:>6} {target:>7} "
             f"{row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
             f"{row['p99_ms']:>8.2f} {row['server_cpu_us_per_call']:>11.0f} "
             f"{row['echo_cpu_over_rpc_cpu']:>6.2f} {row['server_cpu_pct']:>5.0f} "
@@ -534,7 +565,7 @@ def profile(
         if sampler.poll() is None:
             sampler.kill()
             sampler.wait()
-        if kind in ("create", "replay"):
+        if kind in CREATES:
             reset()
     print(f"\nprofile {LABELS[kind]} at {concurrency} in flight under py-spy: "
           f"{run['throughput']:.0f} calls/s, server {run['server_cpu_us_per_call']:.0f} us CPU/call "

@@ -1,5 +1,8 @@
 """Load generator for scripts/bench_grpc.py: N callers in flight on one or a few channels, one process.
 
+Kinds ending in _web call the gateway's web port instead: Connect JSON over HTTP/1.1 (aiohttp, one
+keep-alive connection per caller, as HTTP/1.1 carries one call at a time), the same requests as JSON.
+
     python scripts/bench_grpc_load.py '<json spec>'
 
 Connects, checks one reply of the RPC under test (and for `replay` creates the ticket that every
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "gen"))
 
+import aiohttp  # noqa: E402
 import grpc  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 
@@ -56,7 +60,10 @@ METHODS = {
     "render": "/itsm.v1.TemplateService/RenderTemplate",
     "create": "/itsm.v1.TicketService/CreateTicket",
     "replay": "/itsm.v1.TicketService/CreateTicket",
+    "validate_web": "/itsm.v1.TicketService/ValidateTicket",
+    "create_web": "/itsm.v1.TicketService/CreateTicket",
 }
+JSON_HEADERS = {"Content-Type": "application/json"}
 RSS_SAMPLE_SECONDS = 0.1
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAX_ERROR_SAMPLES = 5
@@ -87,7 +94,21 @@ def create_request(request_id: str) -> bytes:
     ).SerializeToString()
 
 
+def validate_json() -> bytes:
+    return json.dumps({"platform": "PLATFORM_SERVICENOW", "fields": SERVICENOW_FIELDS}).encode()
+
+
+def create_json(request_id: str) -> bytes:
+    body = {"platform": "PLATFORM_SERVICENOW", "request_id": request_id, "job_id": "bench"}
+    return json.dumps({**body, "fields": SERVICENOW_FIELDS}).encode()
+
+
 def request_maker(kind: str, prefix: str) -> Request:
+    if kind == "create_web":
+        return lambda caller, n: create_json(f"{prefix}-{caller}-{n}")
+    if kind == "validate_web":
+        fixed_json = validate_json()
+        return lambda caller, n: fixed_json
     if kind == "create":
         return lambda caller, n: create_request(f"{prefix}-{caller}-{n}")
     fixed = {
@@ -101,7 +122,12 @@ def request_maker(kind: str, prefix: str) -> Request:
 
 def check_reply(kind: str, reply: bytes) -> None:
     """The RPC under test really does its work: raises on a reply that is not the expected one."""
-    if kind == "echo":
+    if kind == "validate_web":
+        ok = json.loads(reply).get("valid") is True
+    elif kind == "create_web":
+        ticket = json.loads(reply).get("ticket", {})
+        ok = ticket.get("state") == "TICKET_STATE_CREATED" and bool(ticket.get("externalKey"))
+    elif kind == "echo":
         ok = reply == validate_request()
     elif kind == "validate":
         ok = ticket_service_pb2.ValidateTicketResponse.FromString(reply).valid
@@ -212,16 +238,47 @@ class Probe:
 # ------------------------------------------------------------------------------------ the run
 
 
+class WebError(Exception):
+    """A non-200 answer of the web port; args[0] is its Connect code (or the HTTP status)."""
+
+
+def _web_call(session: aiohttp.ClientSession, url: str) -> Callable[..., Any]:
+    # The signature of a grpc multicallable, so that one caller loop drives both.
+    async def call(body: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
+        async with session.post(
+            url, data=body, headers=JSON_HEADERS, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            reply = await response.read()
+            if response.status != 200:
+                try:
+                    code = json.loads(reply)["code"].upper()
+                except (ValueError, KeyError, TypeError):
+                    code = f"HTTP_{response.status}"
+                raise WebError(code, reply[:200].decode(errors="replace"))
+            return reply
+
+    return call
+
+
 class Load:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.kind: str = spec["kind"]
         self.make = request_maker(self.kind, spec["id_prefix"])
-        self.channels = [
-            grpc.aio.insecure_channel(spec["target"], options=[("grpc.use_local_subchannel_pool", 1)])
-            for _ in range(spec["channels"])
-        ]
-        self.calls = [ch.unary_unary(METHODS[self.kind]) for ch in self.channels]
+        self.channels: list[grpc.aio.Channel] = []
+        self.session: aiohttp.ClientSession | None = None
+        if self.kind.endswith("_web"):
+            # One connection per caller: an HTTP/1.1 connection carries one call at a time.
+            connector = aiohttp.TCPConnector(limit=spec["concurrency"])
+            self.session = aiohttp.ClientSession(connector=connector)
+            url = spec["target"] + METHODS[self.kind]
+            self.calls: list[Callable[..., Any]] = [_web_call(self.session, url)]
+        else:
+            self.channels = [
+                grpc.aio.insecure_channel(spec["target"], options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(spec["channels"])
+            ]
+            self.calls = [ch.unary_unary(METHODS[self.kind]) for ch in self.channels]
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
         self.error_samples: list[str] = []
@@ -245,13 +302,22 @@ class Load:
             try:
                 await call(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
-                self.errors[exc.code().name] += 1
-                if len(self.error_samples) < MAX_ERROR_SAMPLES:
-                    self.error_samples.append(f"{exc.code().name}: {(exc.details() or '')[:200]}")
+                self._error(exc.code().name, exc.details() or "")
+                continue
+            except WebError as exc:
+                self._error(exc.args[0], exc.args[1])
+                continue
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._error(type(exc).__name__, str(exc))
                 continue
             finished = clock()
             if window_start <= finished <= end:
                 self.latencies.append(finished - started)
+
+    def _error(self, code: str, detail: str) -> None:
+        self.errors[code] += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(f"{code}: {detail[:200]}")
 
     async def _sample_rss(self, pid: int, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -312,6 +378,8 @@ class Load:
     async def close(self) -> None:
         for channel in self.channels:
             await channel.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 async def main(spec: dict[str, Any]) -> None:

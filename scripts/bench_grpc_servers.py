@@ -86,7 +86,7 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-def _ready(port: int, **more: str) -> None:
+def _ready(port: int, **more: str | int) -> None:
     print(json.dumps({"port": port, "pid": os.getpid(), **more}), flush=True)
 
 
@@ -118,11 +118,13 @@ async def run_gateway(args: argparse.Namespace) -> None:
         grpc_port=0,
         metrics_bind="127.0.0.1",
         metrics_port=0,
+        web_bind="127.0.0.1",
+        web_port=0,
     )
     gateway = Gateway(options)
     try:
         await gateway.start()
-        _ready(gateway.grpc_port)
+        _ready(gateway.grpc_port, web_port=gateway.web_port)
         await _until_stopped()
     finally:
         await gateway.stop()

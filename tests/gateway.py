@@ -1,10 +1,11 @@
-"""Starts the real gateway (and its sandbox) in-process on free ports, for end-to-end tests."""
+"""Starts the real gateway (and its sandbox) in-process on free ports, for end-to-end tests: gRPC, the
+web port (Connect, gRPC-web, /healthz, /readyz) and /metrics."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,22 @@ from grpc_health.v1 import health_pb2_grpc
 
 from itsm.v1 import template_service_pb2_grpc, ticket_service_pb2_grpc
 from sandbox import RunningSandbox, SandboxConfig, registered, start_sandbox
-from server.runtime.app import Gateway, ServeOptions
+from server.runtime.app import Gateway, ServeOptions, TlsFiles
 from server.runtime.config import parse_config
 from server.runtime.devmode import sandbox_config_overrides
 from server.transport.auth import TokenRegistry
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "itsm_config.json"
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -32,6 +43,30 @@ class Harness:
     tickets: ticket_service_pb2_grpc.TicketServiceStub
     templates: template_service_pb2_grpc.TemplateServiceStub
     health: health_pb2_grpc.HealthStub
+    web: aiohttp.ClientSession  # one keep-alive session to the web port
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.web_port}"
+
+    async def http(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        """One HTTP request to the web port; a dict or list body is sent as JSON."""
+        data = json.dumps(body).encode() if isinstance(body, dict | list) else body
+        sent = {"Content-Type": content_type, **(headers or {})} if data is not None else dict(headers or {})
+        async with self.web.request(method, self.web_url + path, data=data, headers=sent) as response:
+            return HttpReply(response.status, dict(response.headers), await response.read())
+
+    async def connect(self, rpc: str, body: Any, headers: Mapping[str, str] | None = None) -> HttpReply:
+        """A Connect JSON call: rpc is "TicketService/CreateTicket"."""
+        return await self.http("POST", f"/itsm.v1.{rpc}", body, headers=headers)
 
     async def sandbox_get(self, platform: str, path: str) -> Any:
         """GET a sandbox control path (/_sandbox/stats ...) of one platform."""
@@ -103,6 +138,7 @@ async def running_gateway(
     sandbox_config: SandboxConfig | None = None,
     env: dict[str, str] | None = None,
     platform_urls: dict[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> AsyncIterator[Harness]:
     """The gateway on the sandbox (or, per platform, on platform_urls: a stub server), its config
     mutated by `mutate` after the sandbox settings are in."""
@@ -116,11 +152,17 @@ async def running_gateway(
             metrics_bind="127.0.0.1",
             metrics_port=0,
             tokens=tokens,
+            tls=tls,
+            web_bind="127.0.0.1",
+            web_port=0,
         )
         gateway = Gateway(options)
         await gateway.start()
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+            async with (
+                _channel(gateway.grpc_port, tls) as channel,
+                aiohttp.ClientSession() as web,
+            ):
                 yield Harness(
                     gateway=gateway,
                     sandbox=sandbox,
@@ -128,8 +170,16 @@ async def running_gateway(
                     tickets=ticket_service_pb2_grpc.TicketServiceStub(channel),
                     templates=template_service_pb2_grpc.TemplateServiceStub(channel),
                     health=health_pb2_grpc.HealthStub(channel),
+                    web=web,
                 )
         finally:
             await gateway.stop()
     finally:
         await sandbox.stop()
+
+
+def _channel(port: int, tls: TlsFiles | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls.cert.read_bytes())
+    return grpc.aio.secure_channel(f"localhost:{port}", credentials)

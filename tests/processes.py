@@ -32,7 +32,9 @@ ENV = {
 
 
 def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, **ENV, **(extra or {})}
+    # The web port defaults to a fixed 8080: gateways started by tests take a free one unless a test
+    # says otherwise, so that they can run side by side.
+    env = {**os.environ, **ENV, "ITSM_WEB_PORT": "0", **(extra or {})}
     env.pop("ITSM_AUTH_TOKENS_FILE", None)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen")])
     return env

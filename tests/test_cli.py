@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,40 @@ def test_serve_drains_on_sigterm_and_exits_zero(tmp_path: Path) -> None:
         process.kill()
 
 
+def test_serve_takes_the_web_port_flag_and_drains_it(tmp_path: Path) -> None:
+    port, web = free_port(), free_port()
+    process = gateway(
+        "serve", "--config", str(SHIPPED_CONFIG), "--allow-unauthenticated", "--bind", "127.0.0.1",
+        "--grpc-port", str(port), "--metrics-port", str(free_port()), "--web-port", str(web),
+        cwd=tmp_path,
+    )
+    try:
+        wait_serving(port, process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/readyz", timeout=5) as ready:
+            assert ready.status == 200 and json.load(ready)["status"] == "SERVING"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert f"web (Connect, gRPC-web) on 127.0.0.1:{web}" in err  # --web-bind follows --bind
+    finally:
+        process.kill()
+
+
+def test_a_web_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web = taken.getsockname()[1]
+        code, err = run(
+            "serve", "--config", str(SHIPPED_CONFIG), "--allow-unauthenticated", "--bind", "127.0.0.1",
+            "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--web-port", str(web),
+            cwd=tmp_path,
+        )
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"itsm-gateway: cannot bind the web port on 127.0.0.1:{web}")
+
+
 def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -85,7 +120,7 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "cannot use database" in err
 
 
-@pytest.mark.parametrize("flag", ["--grpc-port=99999", "--grpc-port=abc"])
+@pytest.mark.parametrize("flag", ["--grpc-port=99999", "--grpc-port=abc", "--web-port=70000"])
 def test_bad_ports_are_usage_errors(tmp_path: Path, flag: str) -> None:
     code, err = run("serve", flag, cwd=tmp_path)
     assert code == 2

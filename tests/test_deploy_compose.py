@@ -389,7 +389,8 @@ def test_the_demo_gateway_creates_tickets_in_the_sandbox(
     gateway_log = tmp_path / "gateway.log"
     with gateway_log.open("wb") as sink:
         processes.append(subprocess.Popen(
-            [_gateway_binary(), "serve", *flags, "--grpc-port", str(grpc_port), "--metrics-port", "0"],
+            [_gateway_binary(), "serve", *flags, "--grpc-port", str(grpc_port), "--metrics-port", "0",
+             "--web-port", "0"],
             cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
         ))
     _wait_for(lambda: "itsm-gateway serving gRPC" in gateway_log.read_text(), "gateway", processes[1],

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,7 +324,7 @@ def test_install_script_builds_a_venv_that_serves_as_a_non_root_user(shared_dir:
     else:
         subprocess.run(["chmod", "-R", "a-w", str(venv)], check=True)
 
-    grpc_port, metrics_port = free_ports(2)
+    grpc_port, metrics_port, web_port = free_ports(3)
     env = {
         **base_environment(data, f"{venv}/bin:/usr/bin:/bin"),
         **PLATFORM_ENV,
@@ -334,7 +335,7 @@ def test_install_script_builds_a_venv_that_serves_as_a_non_root_user(shared_dir:
     with log.open("wb") as sink:
         server = subprocess.Popen(
             [str(venv / "bin/itsm-gateway"), "serve", "--allow-unauthenticated",
-             "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)],
+             "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port), "--web-port", str(web_port)],
             cwd=data, env=env, stdout=sink, stderr=subprocess.STDOUT,
             **as_account(account),
         )
@@ -351,6 +352,9 @@ def test_install_script_builds_a_venv_that_serves_as_a_non_root_user(shared_dir:
         assert health() == 0
         assert health("--service", "liveness") == 0
         assert health("--service", "no.such.Service") == 1  # the probe can say no
+        # The web port's readiness, as an HTTP probe would see it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/readyz", timeout=10) as ready:
+            assert ready.status == 200
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, log.read_text()
     finally:

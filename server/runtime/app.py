@@ -1,5 +1,5 @@
-"""The composition root: builds the store, the platform clients, the service, the gRPC server, health
-and metrics from the configuration, starts them in order and stops them in reverse."""
+"""The composition root: builds the store, the platform clients, the service, the gRPC server, the web
+port, health and metrics from the configuration, starts them in order and stops them in reverse."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from server.storage.tickets import TicketStore
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
 from server.transport.services import Services
+from server.transport.web_app import WebServer
 
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
@@ -53,7 +54,9 @@ class ServeOptions:
     metrics_bind: str = "0.0.0.0"
     metrics_port: int | None = 9464  # None: no metrics endpoint
     tokens: TokenRegistry | None = None  # None: unauthenticated (dev, or --allow-unauthenticated)
-    tls: TlsFiles | None = None
+    tls: TlsFiles | None = None  # both ports
+    web_bind: str | None = None  # None: every interface
+    web_port: int | None = None  # None: no web port (the CLI's default is 8080)
 
 
 class Gateway:
@@ -63,7 +66,9 @@ class Gateway:
         self.options = options
         self.grpc_port = 0
         self.metrics_port = 0
+        self.web_port = 0
         self._grpc: GrpcServer | None = None
+        self._web: WebServer | None = None
         self._metrics: MetricsEndpoint | None = None
         self._clients: dict[str, PlatformClient] = {}
         self._store: TicketStore | None = None
@@ -122,6 +127,8 @@ class Gateway:
             await self._grpc.set_platform(platform, kept=True)
         self.markers.listen(self._grpc.set_platform)
         await self.markers.refresh()
+        if self.options.web_port is not None:
+            await self._start_web(config)
         if self.options.metrics_port is not None:
             self._metrics = MetricsEndpoint(self.options.metrics_bind, self.options.metrics_port)
             try:
@@ -131,6 +138,20 @@ class Gateway:
                 raise StartupError(str(exc)) from None
         self._start_background(config)
         await self._grpc.set_serving(True)
+
+    async def _start_web(self, config: GatewayConfig) -> None:
+        assert self._grpc is not None
+        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness)
+        tls = self.options.tls
+        try:
+            self.web_port = await web.start(
+                self.options.web_bind,
+                self.options.web_port or 0,
+                (str(tls.cert), str(tls.key)) if tls else None,
+            )
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
+        self._web = web
 
     def _start_background(self, config: GatewayConfig) -> None:
         assert self.reconciler is not None and self.markers is not None and self.sla_sync is not None
@@ -154,15 +175,19 @@ class Gateway:
             task.start()
 
     async def stop(self) -> None:
-        """Health goes NOT_SERVING, a short drain while load balancers notice, in-flight calls
-        finish (up to the grace period) and their final writes land; only then does background work
+        """Health goes NOT_SERVING (and /readyz 503), a short drain while load balancers notice, then
+        both ports stop accepting and in-flight calls finish (up to the grace period, gRPC and web
+        together) and their final writes land; only then does background work
         (reconciler, SLA sync) stop, so nothing the drain interrupts is left unsettled by this
         process; then everything closes."""
         limits = self.options.config.limits
         if self._grpc is not None:
             await self._grpc.set_serving(False)
             await asyncio.sleep(limits.shutdown_drain_seconds)
-            await self._grpc.stop(limits.shutdown_grace_seconds)
+            stopping = [self._grpc.stop(limits.shutdown_grace_seconds)]
+            if self._web is not None:
+                stopping.append(self._web.stop())
+            await asyncio.gather(*stopping)
         if self.engine is not None:
             await self.engine.drain()
         for task in self._background:

@@ -84,6 +84,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="Prometheus /metrics port (env ITSM_METRICS_PORT; default 9464)",
     )
     parser.add_argument(
+        "--web-port",
+        type=_port,
+        default=None,
+        help="web port: Connect (JSON, binary) and gRPC-web, /healthz, /readyz (env ITSM_WEB_PORT; "
+        "default 8080)",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("ITSM_DATABASE_URL"),
         help=f"database URL (env ITSM_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
@@ -104,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway (production)")
     _add_common(serve)
     serve.add_argument("--bind", default="[::]", help="gRPC bind address (default all interfaces)")
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain for gRPC TLS")
-    serve.add_argument("--tls-key", type=Path, help="PEM private key for gRPC TLS")
+    serve.add_argument("--web-bind", help="web port bind address (default: the --bind address)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain for TLS (gRPC and web ports)")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key for TLS (gRPC and web ports)")
     serve.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="zero-setup: gateway + sandbox on 127.0.0.1, SQLite")
     _add_common(dev)
+    dev.add_argument("--web-bind", default="127.0.0.1", help="web port bind address (default %(default)s)")
     add_port_arguments(dev)
 
     sandbox = commands.add_parser("sandbox", help="run the platform sandbox only")
@@ -273,6 +282,8 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics_port=_metrics_port(args),
         tokens=tokens,
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
+        web_bind=_web_host(args.web_bind or args.bind),
+        web_port=_web_port(args),
     )
     return await _run_gateway(options, banner=None)
 
@@ -281,6 +292,20 @@ def _metrics_port(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         return int(args.metrics_port)
     return _env_int("ITSM_METRICS_PORT", 9464)
+
+
+def _web_port(args: argparse.Namespace) -> int:
+    if args.web_port is not None:
+        return int(args.web_port)
+    return _env_int("ITSM_WEB_PORT", 8080)
+
+
+def _web_host(bind: str) -> str | None:
+    """gRPC's address spelling to asyncio's: [::] (every interface, both families) is None."""
+    host = bind.strip()
+    if host in ("", "[::]", "::", "*"):
+        return None
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 async def _dev(args: argparse.Namespace) -> int:
@@ -309,6 +334,8 @@ async def _dev(args: argparse.Namespace) -> int:
             metrics_bind="127.0.0.1",
             metrics_port=_metrics_port(args),
             tokens=_tokens(args.auth_tokens_file),
+            web_bind=_web_host(args.web_bind),
+            web_port=_web_port(args),
         )
         tokens = options.tokens is not None
         return await _run_gateway(options, banner=lambda gw: dev_banner(gw, sandbox, url, tokens))
@@ -333,12 +360,20 @@ async def _run_gateway(options: ServeOptions, banner: Any) -> int:
     except (StartupError, DatabaseError, OSError) as exc:
         await gateway.stop()
         raise CliError(str(exc)) from None
-    print(banner(gateway) if banner else f"itsm-gateway serving gRPC on {options.bind}:{gateway.grpc_port}",
-          file=sys.stderr, flush=True)
+    print(banner(gateway) if banner else _serving_line(options, gateway), file=sys.stderr, flush=True)
     await _wait_for_signal()
     print("itsm-gateway: shutting down (draining in-flight calls)", file=sys.stderr, flush=True)
     await gateway.stop()
     return 0
+
+
+def _serving_line(options: ServeOptions, gateway: Gateway) -> str:
+    line = f"itsm-gateway serving gRPC on {options.bind}:{gateway.grpc_port}"
+    if options.web_port is not None:
+        host = options.web_bind
+        shown = "[::]" if host is None else f"[{host}]" if ":" in host else host
+        line += f", web (Connect, gRPC-web) on {shown}:{gateway.web_port}"
+    return line
 
 
 async def _wait_for_signal() -> None:

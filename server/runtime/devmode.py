@@ -12,6 +12,7 @@ from sandbox import RunningSandbox, registered
 class _Served(Protocol):
     grpc_port: int
     metrics_port: int
+    web_port: int
 
 
 def sandbox_config_overrides(
@@ -48,6 +49,8 @@ def dev_banner(gateway: _Served, sandbox: RunningSandbox, database_url: str, tok
     target = f"localhost:{port}"
     auth = " -H 'authorization: Bearer <your token>'" if tokens else ""
     g = f"grpcurl -plaintext{auth}"
+    c = f"curl -s{auth} -H 'Content-Type: application/json'"
+    web = f"localhost:{gateway.web_port}"
     emulated = registered()
     sandboxes = "\n".join(
         f"  sandbox       {emulated[name].title or name:<11} {url}  ({':'.join(emulated[name].credentials)})"
@@ -61,6 +64,7 @@ def dev_banner(gateway: _Served, sandbox: RunningSandbox, database_url: str, tok
     return f"""
 itsm-gateway dev mode
   gRPC          127.0.0.1:{port}
+  web           http://127.0.0.1:{gateway.web_port}  (Connect JSON/binary, gRPC-web; /healthz, /readyz)
   metrics       http://127.0.0.1:{gateway.metrics_port}/metrics
   database      {database_url}
 {sandboxes}
@@ -72,6 +76,7 @@ Try:
   {g} -d '{{"platform":"PLATFORM_JIRA","request_id":"demo-2","fields":{{"summary":"Rotate TLS certs","labels":"ops,certs"}}}}' {target} itsm.v1.TicketService/CreateTicket
   {g} -d '{{"template_name":"jira_job_failure_bug","request_id":"demo-3","job_id":"nightly-42","variables":{{"pipeline":"etl","error":{{"message":"exit 1"}}}}}}' {target} itsm.v1.TicketService/CreateTicketFromTemplate
   {g} -d '{{"page_size":10}}' {target} itsm.v1.TicketService/ListTickets
+  {c} -d '{{"platform":"PLATFORM_JIRA","request_id":"demo-4","fields":{{"summary":"Over plain HTTP"}}}}' {web}/itsm.v1.TicketService/CreateTicket
 {looks}
 Ctrl-C stops (in-flight calls finish first).
 """

@@ -1,5 +1,6 @@
 """The gRPC server: interceptors in order, the two services, health (overall, per service, liveness)
-and reflection, limits, TLS and the bind."""
+and reflection, limits, TLS and the bind. It also hands the web port its interceptors and handlers
+(web_calls()) and its readiness, so both ports run the same chain and drain together."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from itsm.v1 import (
     template_service_pb2,
@@ -21,10 +21,13 @@ from server.domain.rules import Limits
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_metrics import GrpcMetricsInterceptor
 from server.transport.interceptors import AuthInterceptor, ErrorInterceptor
+from server.transport.method_registry import MethodRegistry
+from server.transport.reflection import enable_reflection
 from server.transport.rpc_log import RpcLogInterceptor
 from server.transport.services import Services
 from server.transport.template_servicer import TemplateServicer
 from server.transport.ticket_servicer import TicketServicer
+from server.transport.web_calls import WebCalls
 
 # Health service name for liveness probes: SERVING from start-up until the process exits, drain
 # included (a liveness probe failing during a drain would kill the pod mid-drain). Readiness probes
@@ -57,6 +60,9 @@ class GrpcServer:
     def __init__(self, services: Services, limits: Limits, tokens: TokenRegistry | None) -> None:
         self.health = health.aio.HealthServicer()
         self._limits = limits
+        self._statuses: dict[str, str] = {}  # what was set on self.health, for /readyz
+        self._registry = MethodRegistry()
+        self._interceptors: list[aio.ServerInterceptor] = []
         self.server = self._build(services, tokens)
 
     def _build(self, services: Services, tokens: TokenRegistry | None) -> aio.Server:
@@ -66,6 +72,7 @@ class GrpcServer:
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         interceptors.append(ErrorInterceptor(frozenset(SERVICE_NAMES)))
+        self._interceptors = interceptors
         server = aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
@@ -80,14 +87,12 @@ class GrpcServer:
             ],
         )
         tickets = TicketServicer(services, limits.max_message_bytes)
-        ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(tickets, server)
-        template_service_pb2_grpc.add_TemplateServiceServicer_to_server(
-            TemplateServicer(services.templates), server
-        )
+        templates = TemplateServicer(services.templates)
+        for target in (server, self._registry):
+            ticket_service_pb2_grpc.add_TicketServiceServicer_to_server(tickets, target)
+            template_service_pb2_grpc.add_TemplateServiceServicer_to_server(templates, target)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         return server
 
     def bind(self, address: str, tls: TlsFiles | None) -> int:
@@ -103,24 +108,37 @@ class GrpcServer:
             raise BindError(f"cannot bind gRPC on {address}: port in use or address unavailable")
         return port
 
+    def web_calls(self) -> WebCalls:
+        """Our two services' handlers behind this server's interceptor instances (their metric
+        series and caches shared), for the web port."""
+        return WebCalls(self._registry, self._interceptors)
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """(serving, each health service name's status), as the health service answers them."""
+        return self._statuses.get("") == "SERVING", {k: v for k, v in self._statuses.items() if k}
+
+    async def _set(self, service: str, status: int) -> None:
+        await self.health.set(service, status)
+        self._statuses[service] = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+
     async def start(self) -> None:
         await self.server.start()
-        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self._set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def set_serving(self, serving: bool) -> None:
         """Readiness: the whole server and each of our services. Not enter_graceful_shutdown(), which
         would take liveness down too."""
         response = health_pb2.HealthCheckResponse
         status = response.SERVING if serving else response.NOT_SERVING
-        await self.health.set("", status)
+        await self._set("", status)
         for name in SERVICE_NAMES:
-            await self.health.set(name, status)
+            await self._set(name, status)
 
     async def set_platform(self, platform: str, kept: bool) -> None:
         """Health of `itsm.platform.<name>`: NOT_SERVING while the platform drops the correlation
         marker, so exactly-once cannot hold for it (the server itself stays ready)."""
         response = health_pb2.HealthCheckResponse
-        await self.health.set(platform_service(platform), response.SERVING if kept else response.NOT_SERVING)
+        await self._set(platform_service(platform), response.SERVING if kept else response.NOT_SERVING)
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)

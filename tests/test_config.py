@@ -126,3 +126,19 @@ def test_config_errors_never_echo_secret_values(raw: dict[str, Any]) -> None:
     bad["platforms"]["servicenow"]["auth"]["password_env"] = "not a name"
     error = refused(bad, {**ENV, "SERVICENOW_PASSWORD": "canary-5ecret"})
     assert "canary-5ecret" not in str(error)
+
+
+def test_the_readme_lifecycle_and_dedup_blocks_are_accepted_as_written(raw: dict[str, Any]) -> None:
+    """The README's "Lifecycle and dedup configuration" example, parsed by the real parser."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Lifecycle and dedup configuration", 1)[1]
+    snippet = section.split("```json", 1)[1].split("```", 1)[0]
+    blocks = json.loads("{" + snippet + "}")
+    for name, block in blocks.items():
+        raw["platforms"][name].update(block)
+    config = parse_config(raw, ENV)
+    jira = config.platforms["jira"].settings.lifecycle
+    assert jira.resolve_via == ("In Progress", "Start Progress")
+    assert jira.internal_visibility == {"type": "role", "value": "Developers"}
+    assert config.platforms["servicenow"].dedup.reopen_window_seconds == 3600
+    assert config.platforms["servicenow"].settings.lifecycle.dedup_field == "correlation_display"

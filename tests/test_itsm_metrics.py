@@ -97,8 +97,10 @@ def test_outcome_of_maps_pipeline_errors(error: BaseException | None, replayed: 
 
 def test_retries_replays_and_template_errors(registry: CollectorRegistry) -> None:
     metrics = _metrics(registry)
-    metrics.retries("jira", 3)
-    metrics.retries("jira", 0)
+    for attempt in (1, 2, 3, 4, 1):  # one request tried four times, then another answered at once
+        metrics.platform_attempt(
+            AttemptEvent("jira", "create", "POST", attempt, 503, 0.01, "retry", "http_503")
+        )
     metrics.idempotent_replay("servicenow")
     metrics.template_error("disk_full")
     metrics.template_error("{{ ' or 1=1")

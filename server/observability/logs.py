@@ -22,7 +22,7 @@ from server.observability.redaction import RedactingFilter, extra_keys
 
 FORMATS: Final = ("json", "text")
 _MARK: Final = "_itsm_handler"  # tells our handler apart from pytest's or a library's
-_BASE_KEYS: Final = frozenset({"time", "level", "logger", "message", "exception", "stack"})
+_BASE_KEYS: Final = frozenset({"time", "level", "logger", "message", "pid", "exception", "stack"})
 
 
 # Built once: json.dumps with options builds a new encoder on every call. ASCII output: a line is
@@ -48,6 +48,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker of `serve --workers N` wrote it
         }
         fields = record.__dict__
         for key in extra_keys(record):

@@ -2,7 +2,7 @@
 
     itsm_ticket_creation_total{platform, outcome}
     itsm_ticket_creation_duration_seconds{platform, outcome}        histogram, buckets to 60 s
-    itsm_ticket_retry_attempts_total{platform}                      HTTP attempts beyond the first
+    itsm_ticket_retry_attempts_total{platform}                      HTTP attempts beyond a request's first
     itsm_validation_errors_total{platform, field}
     itsm_template_rendering_errors_total{template_name}
     itsm_platform_request_duration_seconds{platform, operation, status}  histogram, every attempt
@@ -116,7 +116,7 @@ def _define(registry: CollectorRegistry) -> ItsmFamilies:
         ),
         retries=Counter(
             "itsm_ticket_retry_attempts_total",
-            "HTTP attempts beyond the first made while creating tickets.",
+            "HTTP attempts beyond a request's first, for every platform request.",
             ["platform"], registry=registry,
         ),
         validation_errors=Counter(
@@ -145,6 +145,9 @@ def _define(registry: CollectorRegistry) -> ItsmFamilies:
         open_tickets=Gauge(
             "itsm_open_tickets", "Open (unresolved) tickets by SLA state.",
             ["platform", "sla_state"], registry=registry,
+            # Every worker's status sync counts the whole database: with `serve --workers N` the
+            # latest count of a live worker is the value, not the sum of N copies.
+            multiprocess_mode="livemostrecent",
         ),
         marker_dropped=Counter(
             "itsm_marker_dropped_total",
@@ -255,10 +258,6 @@ class ItsmMetrics:
         self._child(self._f.creations, *labels).inc()
         self._child(self._f.creation_seconds, *labels).observe(max(seconds, 0.0))
 
-    def retries(self, platform: str, count: int) -> None:
-        """`count` retries (HTTP attempts - 1) made for one ticket creation."""
-        if count > 0:
-            self._child(self._f.retries, self.platform_label(platform)).inc(count)
 
     def validation_errors(self, platform: str, fields: Iterable[str]) -> None:
         platform = self.platform_label(platform)
@@ -269,8 +268,12 @@ class ItsmMetrics:
         self._child(self._f.template_errors, self.template_label(template_name)).inc()
 
     def platform_attempt(self, event: AttemptLike) -> None:
-        """The clients' on_attempt hook (clients.http.AttemptHook): pass this bound method."""
+        """The clients' on_attempt hook (clients.http.AttemptHook): pass this bound method. Every
+        attempt beyond a request's first is a retry, whatever the request and however it ends (a
+        create that fails through its whole budget retried as much as one that succeeded)."""
         self.request_finished(event.platform, event.operation, event.status, event.duration_seconds)
+        if event.attempt > 1:
+            self._child(self._f.retries, self.platform_label(event.platform)).inc()
 
     def request_finished(
         self, platform: str, operation: str, status: int | None, seconds: float

@@ -57,6 +57,7 @@ class ServeOptions:
     tls: TlsFiles | None = None  # both ports
     web_bind: str | None = None  # None: every interface
     web_port: int | None = None  # None: no web port (the CLI's default is 8080)
+    reuse_port: bool = False  # a worker of `serve --workers N`: the ports are shared (SO_REUSEPORT)
 
 
 class Gateway:
@@ -116,7 +117,9 @@ class Gateway:
             templates=templates,
         )
         self.reconciler = Reconciler(ledger, engine, {create.kind: create, **lifecycle.kinds})
-        self._grpc = GrpcServer(services, config.limits, self.options.tokens)
+        self._grpc = GrpcServer(
+            services, config.limits, self.options.tokens, reuse_port=self.options.reuse_port
+        )
         address = f"{self.options.bind}:{self.options.grpc_port}"
         try:
             self.grpc_port = self._grpc.bind(address, self.options.tls)
@@ -148,6 +151,7 @@ class Gateway:
                 self.options.web_bind,
                 self.options.web_port or 0,
                 (str(tls.cert), str(tls.key)) if tls else None,
+                reuse_port=self.options.reuse_port,
             )
         except OSError as exc:
             raise StartupError(str(exc)) from None

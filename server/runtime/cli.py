@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,15 @@ from server.observability.logs import configure_logging
 from server.runtime.app import Gateway, ServeOptions, StartupError, TlsFiles
 from server.runtime.config import ConfigError, GatewayConfig, load_config, parse_config
 from server.runtime.devmode import dev_banner, sandbox_config_overrides
+from server.runtime.workers import (
+    Supervisor,
+    WorkerPlan,
+    metrics_directory,
+    remove_directory,
+    reserve_port,
+    signal_ready,
+    worker_count,
+)
 from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError, create_engine
 from server.storage.migrate import migrate, schema_status
 from server.storage.platform_checks import PlatformCheckStore
@@ -59,6 +69,13 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is outside 0-65535")
     return port
+
+
+def _workers(text: str) -> int:
+    try:
+        return worker_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def default_config_path() -> str:
@@ -119,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve without a tokens file: every caller is trusted",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=os.environ.get("ITSM_WORKERS", "1"),
+        help="processes sharing the ports: a number, or auto for the CPUs this process may use "
+        "(env ITSM_WORKERS; default 1)",
+    )
+    # Set by the supervisor of `--workers N` for each worker it starts; not for people.
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
     dev = commands.add_parser("dev", help="zero-setup: gateway + sandbox on 127.0.0.1, SQLite")
     _add_common(dev)
@@ -158,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.raw_argv = raw  # what a supervisor passes on to its workers
     configure_logging()
     try:
         return _dispatch(args)
@@ -273,19 +301,65 @@ async def _serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
     url = args.database_url or DEFAULT_DATABASE_URL
-    await _prepare_database(url, apply=url.startswith("sqlite"))
+    worker = args.worker_index is not None
+    signals = _Signals() if worker else None
+    # SQLite is migrated by the one process that starts first: the supervisor, or a lone gateway.
+    await _prepare_database(url, apply=url.startswith("sqlite") and not worker)
+    grpc_port = args.grpc_port if args.grpc_port is not None else _env_int("ITSM_GRPC_PORT", 50051)
+    if args.workers > 1 and not worker:
+        return await _supervise(args, config, grpc_port)
     options = ServeOptions(
         config=config,
         database_url=url,
         bind=args.bind,
-        grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("ITSM_GRPC_PORT", 50051),
-        metrics_port=_metrics_port(args),
+        grpc_port=grpc_port,
+        metrics_port=None if worker else _metrics_port(args),  # a supervisor serves the workers'
         tokens=tokens,
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         web_bind=_web_host(args.web_bind or args.bind),
         web_port=_web_port(args),
+        reuse_port=worker,
     )
-    return await _run_gateway(options, banner=None)
+    return await _run_gateway(options, banner=None, worker=args.worker_index, signals=signals)
+
+
+async def _supervise(args: argparse.Namespace, config: GatewayConfig, grpc_port: int) -> int:
+    """`serve --workers N`: the ports reserved here, N workers started on them (see workers.py)."""
+    try:
+        grpc_socket = reserve_port(_web_host(args.bind), grpc_port)
+        web_host = _web_host(args.web_bind or args.bind)
+        web_socket = reserve_port(web_host, _web_port(args))
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    ports = {"--grpc-port": grpc_socket.getsockname()[1], "--web-port": web_socket.getsockname()[1]}
+    argv = [*args.raw_argv, *(str(x) for pair in ports.items() for x in pair), "--workers", "1"]
+    limits = config.limits
+    plan = WorkerPlan(
+        count=args.workers,
+        argv=argv,
+        metrics_bind="0.0.0.0",
+        metrics_port=_metrics_port(args),
+        stop_seconds=limits.shutdown_drain_seconds + limits.shutdown_grace_seconds,
+    )
+    directory, ours = metrics_directory()
+    try:
+        supervisor = Supervisor(plan, directory)
+        print(
+            f"itsm-gateway supervisor (pid {os.getpid()}): {args.workers} workers on gRPC "
+            f"{args.bind}:{ports['--grpc-port']}, web {ports['--web-port']}; metrics of all on "
+            f"{plan.metrics_bind}:{plan.metrics_port}",
+            file=sys.stderr, flush=True,
+        )
+        code = await supervisor.run()
+        print(f"itsm-gateway supervisor: stopped (exit {code})", file=sys.stderr, flush=True)
+        return code
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        grpc_socket.close()
+        web_socket.close()
+        if ours:
+            remove_directory(directory)
 
 
 def _metrics_port(args: argparse.Namespace) -> int:
@@ -353,15 +427,31 @@ def _read_json(path: str) -> Any:
         raise CliError(message, EXIT_USAGE) from None
 
 
-async def _run_gateway(options: ServeOptions, banner: Any) -> int:
+async def _run_gateway(
+    options: ServeOptions, banner: Any, worker: int | None = None, signals: _Signals | None = None
+) -> int:
+    signals = signals or _Signals()
+    try:
+        return await _serve_until_signal(options, banner, worker, signals)
+    finally:
+        signals.close()
+
+
+async def _serve_until_signal(
+    options: ServeOptions, banner: Any, worker: int | None, signals: _Signals
+) -> int:
     gateway = Gateway(options)
     try:
         await gateway.start()
     except (StartupError, DatabaseError, OSError) as exc:
         await gateway.stop()
         raise CliError(str(exc)) from None
-    print(banner(gateway) if banner else _serving_line(options, gateway), file=sys.stderr, flush=True)
-    await _wait_for_signal()
+    line = banner(gateway) if banner else _serving_line(options, gateway)
+    if worker is not None:
+        line = f"itsm-gateway worker {worker} (pid {os.getpid()}): " + line.removeprefix("itsm-gateway ")
+        signal_ready()
+    print(line, file=sys.stderr, flush=True)
+    await signals.wait(orphan_of=os.getppid() if worker is not None else None)
     print("itsm-gateway: shutting down (draining in-flight calls)", file=sys.stderr, flush=True)
     await gateway.stop()
     return 0
@@ -376,16 +466,37 @@ def _serving_line(options: ServeOptions, gateway: Gateway) -> str:
     return line
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
+class _Signals:
+    """SIGTERM and SIGINT, caught from the moment this is made: one that arrives while the gateway
+    is still starting stops it right after it started, cleanly (a supervisor stopping a worker
+    that is still starting), instead of killing it half-way."""
+
+    def __init__(self) -> None:
+        self.received = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+            self._loop.add_signal_handler(sig, self.received.set)
+
+    async def wait(self, orphan_of: int | None = None) -> None:
+        """Until a signal; for a worker, also until its supervisor is gone (killed with SIGKILL,
+        it could not pass the signal on): a worker never outlives it."""
+        while orphan_of is not None and os.getppid() == orphan_of and not self.received.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.received.wait(), 1.0)
+        if orphan_of is None:
+            await self.received.wait()
+
+    def close(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.remove_signal_handler(sig)
+
+
+async def _wait_for_signal() -> None:
+    signals = _Signals()
+    try:
+        await signals.wait()
+    finally:
+        signals.close()
 
 
 def _run_until_signal(coro: Any) -> int:

@@ -187,7 +187,6 @@ class TicketCreation:
         if done.replayed:
             self._telemetry.idempotent_replay(platform)
         else:
-            self._telemetry.retries(platform, done.attempts - 1)
             decision = str(done.operation.result.get("outcome", "CREATED")).lower()
             if wanted.dedup_key:
                 self._telemetry.dedup_decision(platform, decision)

@@ -57,9 +57,12 @@ class TlsFiles:
 class GrpcServer:
     """The grpc.aio server with its health service; start() binds and serves."""
 
-    def __init__(self, services: Services, limits: Limits, tokens: TokenRegistry | None) -> None:
+    def __init__(
+        self, services: Services, limits: Limits, tokens: TokenRegistry | None, *, reuse_port: bool = False
+    ) -> None:
         self.health = health.aio.HealthServicer()
         self._limits = limits
+        self._reuse_port = reuse_port
         self._statuses: dict[str, str] = {}  # what was set on self.health, for /readyz
         self._registry = MethodRegistry()
         self._interceptors: list[aio.ServerInterceptor] = []
@@ -79,7 +82,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                 ("grpc.max_send_message_length", limits.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                # Off, so a port in use is an error; on for workers sharing one port (the kernel
+                # spreads connections over them).
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 # Behind a Kubernetes Service (which balances connections, not calls), a bounded
                 # connection age makes callers reconnect and spread over new replicas.
                 ("grpc.max_connection_age_ms", int(limits.max_connection_age_seconds * 1000)),

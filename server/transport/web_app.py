@@ -64,7 +64,9 @@ class WebServer:
         self._in_flight = 0
         self._runner: web.ServerRunner | None = None
 
-    async def start(self, host: str | None, port: int, tls: tuple[str, str] | None) -> int:
+    async def start(
+        self, host: str | None, port: int, tls: tuple[str, str] | None, *, reuse_port: bool = False
+    ) -> int:
         """Binds (host None: every interface) and serves; returns the port. Raises OSError."""
         context = _tls_context(*tls) if tls else None
         # handler_cancellation stays off: a caller hanging up does not cut a create in half (the
@@ -73,7 +75,7 @@ class WebServer:
         # cleanup() waits this long for calls in flight once the listener is closed.
         runner = web.ServerRunner(server, shutdown_timeout=self._grace)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=context)
+        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_port=reuse_port or None)
         try:
             await site.start()
         except OSError as exc:

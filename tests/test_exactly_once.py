@@ -190,8 +190,8 @@ async def test_a_deadline_before_the_outcome_is_known_is_outcome_pending_then_se
     """A write answers OK only when it happened: a cut deadline answers UNAVAILABLE with
     ErrorInfo OUTCOME_PENDING (ticket and request ids) and RetryInfo; the ticket is found meanwhile
     by its request_id, and a repeat later gets the final answer without a second send."""
-    await harness.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 1500})
-    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "cut-short", summary="s"), timeout=0.7))
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 3000})
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "cut-short", summary="s"), timeout=1.5))
     metadata, retry_after = outcome_pending(error)
     assert metadata["request_id"] == "cut-short" and retry_after > 0
     pending = (await harness.tickets.ListTickets(listed("cut-short"))).tickets[0]
@@ -199,7 +199,7 @@ async def test_a_deadline_before_the_outcome_is_known_is_outcome_pending_then_se
     await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
     again = await harness.tickets.CreateTicket(create(SN, "cut-short", summary="s"))  # no sleep
     assert again.ticket.state == common_pb2.TICKET_STATE_CREATED and again.ticket.id == pending.id
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.0)
     assert await harness.records("servicenow") == 1
 
 

@@ -296,3 +296,73 @@ def test_off_the_shelf_versions_are_the_pinned_ones() -> None:
     assert pysnc.__version__ == "1.2.1"
     assert jira.__version__ == "3.10.5"
     assert Path(pysnc.__file__).parent.name == "pysnc"
+
+
+# -- what the gateway's RPCs did, as the off-the-shelf clients read it ------------------------
+
+
+@pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
+async def test_the_gateways_lifecycle_as_pysnc_and_jira_read_it(
+    migrated_database_url: str, certificate: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Update, comment, resolve and reopen through our RPCs; then pysnc and jira-python, unmodified,
+    read the result from the sandbox the way a team's own tooling would."""
+    from itsm.v1 import common_pb2, ticket_service_pb2
+    from tests.gateway import running_gateway
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+    def trust(raw: dict[str, Any]) -> None:
+        for block in raw["platforms"].values():
+            block["ca_bundle"] = certificate.cert_file
+
+    config = SandboxConfig.on_free_ports(tls=certificate)
+    async with running_gateway(migrated_database_url, sandbox_config=config, mutate=trust) as h:
+        t = h.tickets
+        sn = (await t.CreateTicket(ticket_service_pb2.CreateTicketRequest(
+            platform=common_pb2.PLATFORM_SERVICENOW, request_id="o1", fields={"summary": "db1 disk"}
+        ))).ticket
+        await t.UpdateTicket(ticket_service_pb2.UpdateTicketRequest(id=sn.id, request_id="o2", fields={"urgency": "1"}))
+        await t.AddComment(ticket_service_pb2.AddCommentRequest(id=sn.id, request_id="o3", body="Freed 40 GB"))
+        await t.ResolveTicket(ticket_service_pb2.ResolveTicketRequest(id=sn.id, request_id="o4", notes="Done"))
+        ji = (await t.CreateTicket(ticket_service_pb2.CreateTicketRequest(
+            platform=common_pb2.PLATFORM_JIRA, request_id="o5", fields={"summary": "rotate certs"}
+        ))).ticket
+        await t.UpdateTicket(ticket_service_pb2.UpdateTicketRequest(id=ji.id, request_id="o6", fields={"priority": "High"}))
+        await t.AddComment(ticket_service_pb2.AddCommentRequest(id=ji.id, request_id="o7", body="Rotated"))
+        await t.ResolveTicket(ticket_service_pb2.ResolveTicketRequest(id=ji.id, request_id="o8"))
+        await t.ReopenTicket(ticket_service_pb2.ReopenTicketRequest(id=ji.id, request_id="o9", reason="Expired again"))
+
+        def read() -> dict[str, Any]:
+            auth = (DEFAULT_SERVICENOW_USER, DEFAULT_SERVICENOW_PASSWORD)
+            snc = pysnc.ServiceNowClient(h.sandbox.url("servicenow"), auth, verify=certificate.cert_file)
+            incident = snc.GlideRecord("incident")
+            assert incident.get(sn.external_id)
+            notes = snc.GlideRecord("sys_journal_field")
+            notes.add_query("element_id", sn.external_id)
+            notes.query()
+            client = jira.JIRA(
+                h.sandbox.url("jira"), basic_auth=(DEFAULT_JIRA_USER, DEFAULT_JIRA_TOKEN),
+                options={"verify": certificate.cert_file},
+            )
+            try:
+                issue = client.issue(ji.external_key)
+                comments = client.comments(ji.external_key, expand="properties", order_by="created")
+                return {
+                    "sn": (incident.get_display_value("state"), incident.get_value("close_code"),
+                           incident.get_value("urgency")),
+                    "journal": [(n.get_value("element"), n.get_value("value").split("\n")[0]) for n in notes],
+                    "jira": (issue.fields.status.name, issue.fields.resolution, issue.fields.priority.name),
+                    "comments": [c.body for c in comments],
+                    "marked": [bool(c.raw.get("properties")) for c in comments],
+                }
+            finally:
+                client.close()
+
+        seen = await asyncio.to_thread(read)
+    assert seen["sn"] == ("Resolved", "Solution provided", "1")
+    assert seen["journal"] == [("work_notes", "Freed 40 GB")]
+    assert seen["jira"] == ("To Do", None, "High")  # reopened: back to To Do, no resolution
+    assert seen["comments"] == ["Rotated", "Expired again"]
+    assert seen["marked"] == [True, True]  # each carries the gateway's marker property

@@ -200,3 +200,30 @@ async def _journal(sandbox: Any, sys_id: str) -> list[Any]:
     url = f"{sandbox.url('servicenow')}/api/now/table/sys_journal_field?sysparm_query=element_id={sys_id}"
     async with aiohttp.ClientSession(headers=headers) as http, http.get(url) as r:
         return (await r.json())["result"]
+
+
+async def test_a_waiter_creates_when_the_keys_first_create_fails_for_good(harness) -> None:
+    """The first create with the key is refused by the platform (a component the project does not
+    have: only Jira knows) while a second waits for it: the second opens the ticket itself."""
+    await harness.sandbox_put("jira", "/_sandbox/faults", {"latency_ms": 600})
+    first = asyncio.ensure_future(harness.tickets.CreateTicket(create(JIRA, "f1", "flaky", components="Nope")))
+    await asyncio.sleep(0.3)  # the first holds the key, its create in flight
+    second = await harness.tickets.CreateTicket(create(JIRA, "f2", "flaky", priority="High"))
+    error = await rpc_error(first)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "components" in field_violations(error)
+    assert second.outcome == CREATED and second.ticket.dedup_key == "flaky"
+    assert await harness.records("jira") == 1
+    stats = await harness.sandbox_get("jira", "/_sandbox/stats")
+    assert stats["writes"] == 2  # the refused create reached Jira: the second really waited for it
+
+
+async def test_a_platform_that_cannot_say_where_the_ticket_stands_is_unavailable_and_changes_nothing(
+    harness,
+) -> None:
+    first = await harness.tickets.CreateTicket(create(SN, "d1", "down"))
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", {"error_rate": 1.0, "statuses": [503]})
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "d2", "down")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", {"error_rate": 0})
+    again = await harness.tickets.CreateTicket(create(SN, "d2", "down"))  # decides afresh: attaches
+    assert again.outcome == ATTACHED and again.ticket.id == first.ticket.id

@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from clients.errors import PlatformError
+from clients.platform import TicketStatus
 from server.domain import errors
 from server.domain.records import (
     CREATE,
@@ -34,6 +36,7 @@ from server.service.catalog import Catalog
 from server.service.comments import comment_hash
 from server.service.creation import ATTACH, NEW, REOPEN_DECISION, CreateKind
 from server.service.engine import Done, Engine, Request
+from server.service.platform_errors import caller_error
 from server.service.ports import KeyClaim, KeyTaken, NewTicket, OperationLedger, TicketStore
 
 MAX_DECISIONS = 20  # races lost in a row before giving up: bounded work whatever the contention
@@ -146,13 +149,24 @@ class Deduplication:
     async def _still_open(self, holder: TicketRecord, deadline: float | None) -> bool:
         """A person may have resolved it since the last sync: the platform says. Not open any more,
         it gives the key up (recorded), and the caller decides again."""
-        client = self._engine.client(holder.platform)
-        found = await client.status(holder.external_id, deadline=deadline)
+        found = await self._platform_status(holder, deadline)
         status = self._catalog.status(holder.platform, found)
         if status in OPEN_STATUSES:
             return True
         await self._tickets.record_status(holder.id, status=status, resolution=found.resolution)
         return False
+
+    async def _platform_status(self, ticket: TicketRecord, deadline: float | None) -> TicketStatus:
+        """Where the ticket stands on its platform; a platform that cannot say is the caller's
+        UNAVAILABLE (or the like), with nothing sent: the same request_id decides afresh later."""
+        client = self._engine.client(ticket.platform)
+        try:
+            return await client.status(ticket.external_id, deadline=deadline)
+        except PlatformError as exc:
+            platform = ticket.platform
+            raise caller_error(
+                exc, self._catalog.rules(platform), self._catalog.specs[platform], ticket.id
+            ) from None
 
     async def _await_creation(self, holder: TicketRecord, until: float) -> None:
         """The ticket holding the key is being created: wait for it (its creation may fail for good,
@@ -182,8 +196,7 @@ class Deduplication:
         )
 
     async def _still_resolved(self, ticket: TicketRecord, deadline: float | None) -> bool:
-        client = self._engine.client(ticket.platform)
-        found = await client.status(ticket.external_id, deadline=deadline)
+        found = await self._platform_status(ticket, deadline)
         status = self._catalog.status(ticket.platform, found)
         if status == RESOLVED:
             return True

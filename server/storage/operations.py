@@ -282,7 +282,10 @@ class OperationStore:
         changes = dict(ticket_changes)
         _check(changes, MAX_CHARS)
 
-        take_key = changes.pop("open_key", None) is TAKE_DEDUP_KEY
+        # TAKE_DEDUP_KEY is done by its own statement; None (a key given up) is an ordinary change.
+        take_key = changes.get("open_key", None) is TAKE_DEDUP_KEY
+        if take_key:
+            del changes["open_key"]
 
         def work(connection: Connection) -> Row[Any] | None:
             settled = connection.execute(statement, {"rid": request_id, "token": token}).first()

@@ -51,8 +51,9 @@ def _prose_lines(text: str) -> Iterator[str]:
     for line in text.splitlines():
         if line.startswith("```"):
             fenced = not fenced
-            continue
-        yield "" if fenced else line
+            yield ""
+        else:
+            yield "" if fenced else line
 
 
 def sections(text: str) -> list[tuple[int, str, str]]:
@@ -99,7 +100,9 @@ def test_slugs_are_githubs() -> None:
     assert slug("Exactly-once, for an operator") == "exactly-once-for-an-operator"
     assert slug("`platforms.<name>.auth`") == "platformsnameauth"
     assert slug("ItsmMarkerDropped") == "itsmmarkerdropped"
-    assert list(anchors("## A\n```sh\n# not a heading\n```\n### A\n")) == ["a", "a-1"]
+    text = "## A\n```sh\n# not a heading\n```\nbody\n### A\n"
+    assert list(anchors(text)) == ["a", "a-1"]
+    assert sections(text)[0][2] == "```sh\n# not a heading\n```\nbody"
 
 
 # ------------------------------------------------------------------------------ alerts and runbooks
@@ -219,7 +222,12 @@ def test_every_configuration_key_the_parser_accepts_is_documented_in_its_block(
             continue
         candidates = [body for heading, body in documented.items() if _placeholder_match(heading, path)]
         assert candidates, f"no section of the configuration reference covers {path}"
-        assert any(f"`{key}`" in body for body in candidates), f"{path}.{key} missing from the guide"
+        assert any(f"`{key}`" in _row_keys(body) for body in candidates), f"{path}.{key} has no row in the guide"
+
+
+def _row_keys(body: str) -> str:
+    """The first cells of a section's table rows: where a key gets its own explanation."""
+    return " ".join(line.split("|")[1] for line in body.splitlines() if line.startswith("| `"))
 
 
 def defaults_block() -> dict[str, Any]:
@@ -339,3 +347,37 @@ def test_every_metric_family_is_explained() -> None:
         # As scraped: a counter's samples end in _total, which prometheus_client's family name drops.
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in metrics, f"{name} missing from the guide's metrics table"
+
+
+# ------------------------------------------------------------------------------ the READMEs' links
+
+
+def _guide_links(path: Path) -> list[str]:
+    """Anchors (or "" for the top) of every Markdown link from `path` to the guide."""
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        file, _, anchor = target.partition("#")
+        if file and (path.parent / file).resolve() == GUIDE.resolve():
+            found.append(anchor)
+    return found
+
+
+@pytest.mark.parametrize("readme", ["README.md", "deploy/README.md"])
+def test_links_to_the_guide_resolve(readme: str) -> None:
+    links = _guide_links(ROOT / readme)
+    assert links, f"{readme} does not link to the guide"
+    known = anchors(guide())
+    for anchor in links:
+        assert not anchor or anchor in known, f"{readme} links to #{anchor}: no such heading in the guide"
+
+
+def test_the_readme_links_to_the_guide_from_the_top_and_from_its_operational_sections() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    top = readme.split("\n## ", 1)[0]
+    assert GUIDE_PATH in top
+    bodies = {title: body for _, title, body in sections(readme)}
+    for heading in ("Exactly-once creation", "Metrics, logs, dashboard", "Running in production",
+                    "Caller authentication", "Configuration", "The sandbox"):
+        body = next(body for title, body in bodies.items() if title.startswith(heading))
+        assert GUIDE_PATH in body, f"README section {heading!r} does not link to the guide"

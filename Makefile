@@ -17,8 +17,9 @@ test: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BUF) lint
 	$(BIN)/python scripts/gen_protos.py --check
-	@if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/alerts.yml; \
-	else echo "promtool not installed: skipping alert rule check (CI installs it)"; fi
+	@if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/alerts.yml \
+		&& promtool test rules deploy/prometheus/alerts_test.yml; \
+	else echo "promtool not installed: skipping alert rule checks and unit tests (CI installs it)"; fi
 	$(BIN)/pytest -q
 
 lint: $(STAMP) $(BUF)

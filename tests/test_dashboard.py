@@ -245,14 +245,47 @@ def test_every_dashboard_query_uses_exported_metrics_only() -> None:
 
 def test_the_dashboard_covers_every_family() -> None:
     used = set().union(*(metric_names_in(e) for e in dashboard_exprs().values()))
+    # Derived from the registry: a new ITSM family without a panel fails here.
+    for family in service_registry().collect():
+        if family.name.startswith("itsm_"):
+            samples = {family.name + suffix for suffix in _SUFFIXES[family.type]}
+            assert used & samples, f"no dashboard query shows {family.name}"
     assert {
-        "itsm_ticket_creation_total", "itsm_ticket_creation_duration_seconds_bucket",
-        "itsm_ticket_retry_attempts_total", "itsm_validation_errors_total",
-        "itsm_template_rendering_errors_total", "itsm_platform_request_duration_seconds_count",
-        "itsm_platform_request_duration_seconds_bucket", "itsm_idempotent_replays_total",
-        "itsm_sla_breaches_total", "itsm_open_tickets", "grpc_server_handled_total",
-        "grpc_server_handling_seconds_bucket",
+        "itsm_ticket_operations_total", "itsm_ticket_operation_duration_seconds_bucket",
+        "itsm_dedup_decisions_total", "itsm_marker_dropped_total",
+        "itsm_platform_request_duration_seconds_count", "itsm_platform_request_duration_seconds_bucket",
+        "grpc_server_handled_total", "grpc_server_handling_seconds_bucket",
     } <= used
+
+
+def test_the_lifecycle_panels_show_what_operators_ask_for() -> None:
+    exprs = {
+        panel["title"]: [target["expr"] for target in panel["targets"]]
+        for panel in _panels(dashboard()["panels"])
+        if panel["type"] != "row"
+    }
+    assert "outcome" in _grouping(exprs["Operations by outcome"][0])
+    latency = exprs["Operation latency p50 / p99"]
+    assert [e.split(",")[0] for e in latency] == ["histogram_quantile(0.5", "histogram_quantile(0.99"]
+    assert all(metric_names_in(e) == {"itsm_ticket_operation_duration_seconds_bucket"} for e in latency)
+    assert "decision" in _grouping(exprs["Dedup decisions"][0])
+    assert metric_names_in(exprs["Correlation marker drops"][0]) == {"itsm_marker_dropped_total"}
+
+
+def _grouping(expr: str) -> set[str]:
+    """The labels of the outermost `by (...)` of an expression."""
+    found = re.search(r"\bby \(([^)]*)\)", expr)
+    assert found, expr
+    return {label.strip() for label in found.group(1).split(",")}
+
+
+def test_open_tickets_are_never_summed_across_replicas() -> None:
+    # Every replica reports the whole database's count: sum would multiply it by the replicas.
+    queries = {**dashboard_exprs(), **alert_exprs(ALERTS.read_text(encoding="utf-8"))}
+    using = {ref: e for ref, e in queries.items() if "itsm_open_tickets" in metric_names_in(e)}
+    assert len(using) >= 3
+    for ref, expr in using.items():
+        assert re.search(r"max by \([^)]*\) \(itsm_open_tickets\{", expr), f"{ref}: {expr}"
 
 
 def test_dashboard_shape() -> None:
@@ -262,9 +295,14 @@ def test_dashboard_shape() -> None:
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     panels = list(_panels(board["panels"]))
     assert len({p["id"] for p in panels}) == len(panels)
+    cells: dict[tuple[int, int], str] = {}
     for panel in panels:
         position = panel["gridPos"]
         assert position["x"] + position["w"] <= 24
+        for x in range(position["x"], position["x"] + position["w"]):
+            for y in range(position["y"], position["y"] + position["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}"
             assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
@@ -282,8 +320,18 @@ def test_every_alert_uses_exported_metrics_only() -> None:
     assert {
         "itsm_ticket_creation_total", "itsm_ticket_creation_duration_seconds_bucket",
         "itsm_sla_breaches_total", "itsm_ticket_retry_attempts_total",
-        "itsm_platform_request_duration_seconds_count",
+        "itsm_platform_request_duration_seconds_count", "itsm_ticket_operations_total",
+        "itsm_marker_dropped_total", "itsm_open_tickets", "up",
     } <= used
+
+
+def test_the_operation_error_alert_leaves_caller_mistakes_out() -> None:
+    expr = alert_exprs(ALERTS.read_text(encoding="utf-8"))["ItsmTicketOperationErrors"]
+    assert "by (platform, operation)" in expr
+    # Numerator and denominator (and the volume guard) both leave out invalid and replayed.
+    assert expr.count('outcome!~"succeeded|invalid|replayed"') == 1
+    assert expr.count('outcome!~"invalid|replayed"') == 2
+    assert expr.count('platform!="_unknown"') == 3
 
 
 # ------------------------------------------------------------------------------ promtool

@@ -10,9 +10,10 @@ from server.domain import errors
 # Outcomes of one create call (CreateTicket or CreateTicketFromTemplate):
 #   created      a new ticket was created on the platform
 #   replayed     a repeat of a request_id answered from the store (no new ticket)
-#   invalid      refused before sending: validation or template rendering failed
-#   rejected     the platform or the gateway refused it for good (payload rejected, auth, conflict,
-#                request_id reused with another payload, platform disabled)
+#   invalid      the fields were refused: validation or template rendering failed before sending, or
+#                the platform rejected the payload (400/422)
+#   rejected     the platform or the gateway refused it (credentials or an ACL, a change left out,
+#                not found, conflict, request_id reused with another payload, platform disabled)
 #   unavailable  the platform could not be reached or kept failing; the same request_id may retry
 #   deadline     the caller's deadline ran out
 #   cancelled    the caller went away mid-call

@@ -150,3 +150,28 @@ def test_health_command_says_serving_then_refuses_when_nothing_listens(tmp_path:
     assert code == 1
     assert err.count("\n") == 1
     assert "UNAVAILABLE" in err or "DEADLINE_EXCEEDED" in err
+
+
+def test_check_config_on_a_database_no_gateway_used_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    code, err = run("check-config", str(SHIPPED_CONFIG), "--database-url", f"sqlite+aiosqlite:///{missing}",
+                    cwd=tmp_path)
+    assert code == 0, err
+    assert not missing.exists()
+
+
+def test_a_schema_a_newer_version_migrated_is_refused_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/newer.db"
+    code, err = run("migrate", "--database-url", url, cwd=tmp_path)
+    assert code == 0, err
+    with sqlite3.connect(tmp_path / "newer.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed0099'")
+    for command in (("migrate", "--database-url", url),
+                    ("serve", "--allow-unauthenticated", "--config", str(SHIPPED_CONFIG), "--database-url", url,
+                     "--grpc-port", str(free_port()), "--web-port", str(free_port()),
+                     "--metrics-port", str(free_port()))):
+        code, err = run(*command, cwd=tmp_path)
+        assert code == 1, err
+        assert "f00dfeed0099, which this version does not know" in err and "Traceback" not in err, err

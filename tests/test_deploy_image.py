@@ -131,7 +131,7 @@ def test_runtime_is_non_root_writes_only_data_and_runs_the_gateway() -> None:
     healthcheck = last["HEALTHCHECK"]
     assert 'CMD ["itsm-gateway", "health"' in healthcheck
     exposed = set(last["EXPOSE"].split())
-    assert {"50051", "9464"} <= exposed
+    assert {"50051", "8080", "9464"} <= exposed
 
 
 # ------------------------------------------------------------------ the install steps, for real

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 
 class MetricsEndpoint:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self, host: str | None, port: int, registry: CollectorRegistry = REGISTRY) -> None:
         self._host, self._port, self._registry = host, port, registry
         self._runner: web.AppRunner | None = None
 
@@ -26,7 +26,8 @@ class MetricsEndpoint:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OSError(f"cannot bind metrics on {self._host}:{self._port}: {exc.strerror}") from None
+            where = f"{self._host or '[::]'}:{self._port}"
+            raise OSError(f"cannot bind metrics on {where}: {exc.strerror}") from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         return sockets[0].getsockname()[1] if sockets else self._port

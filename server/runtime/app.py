@@ -51,7 +51,7 @@ class ServeOptions:
     database_url: str
     bind: str = "[::]"
     grpc_port: int = 50051
-    metrics_bind: str = "0.0.0.0"
+    metrics_bind: str | None = None  # None: every interface
     metrics_port: int | None = 9464  # None: no metrics endpoint
     tokens: TokenRegistry | None = None  # None: unauthenticated (dev, or --allow-unauthenticated)
     tls: TlsFiles | None = None  # both ports

@@ -33,7 +33,7 @@ from server.runtime.workers import (
     signal_ready,
     worker_count,
 )
-from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError, create_engine
+from server.storage.database import DEFAULT_DATABASE_URL, DatabaseError, create_engine, parse_url
 from server.storage.migrate import migrate, schema_status
 from server.storage.platform_checks import PlatformCheckStore
 from server.transport.auth import TokenRegistry, TokensFileError
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
     serve.add_argument("--bind", default="[::]", help="gRPC bind address (default all interfaces)")
     serve.add_argument("--web-bind", help="web port bind address (default: the --bind address)")
+    serve.add_argument("--metrics-bind", help="metrics port bind address (default: the --bind address)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain for TLS (gRPC and web ports)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for TLS (gRPC and web ports)")
     serve.add_argument(
@@ -242,7 +243,18 @@ def _tokens(path: str | None) -> TokenRegistry | None:
 
 async def _check_platforms(url: str, config: GatewayConfig) -> int:
     """What the gateways on this database recorded about the platforms: exit 1 when exactly-once
-    cannot hold for one of them (it drops the correlation marker)."""
+    cannot hold for one of them (it drops the correlation marker). A database no gateway has used
+    yet (no file, or not migrated) has nothing recorded: said so, exit 0, and nothing is created."""
+    try:
+        if not _database_exists(url):
+            print("database: not created yet: no gateway has recorded a platform check")
+            return 0
+        status = await schema_status(url)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    if status.current is None:
+        print("database: not migrated yet: no gateway has recorded a platform check")
+        return 0
     try:
         engine = create_engine(url)
         try:
@@ -261,6 +273,14 @@ async def _check_platforms(url: str, config: GatewayConfig) -> int:
             print(f"{platform}: keeps the correlation marker" if platform in markers else
                   f"{platform}: no create checked yet")
     return 1 if broken else 0
+
+
+def _database_exists(url: str) -> bool:
+    """False only for a SQLite file that does not exist (opening it would create it)."""
+    parsed = parse_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
 
 
 async def _migrate(url: str) -> int:
@@ -282,6 +302,8 @@ async def _prepare_database(url: str, *, apply: bool) -> None:
         status = await schema_status(url)
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
+    if not status.known:
+        raise CliError(status.newer_message())
     if not status.up_to_date:
         raise CliError(
             f"database schema is at {status.current or 'empty'}, this version needs {status.head}: "
@@ -313,6 +335,7 @@ async def _serve(args: argparse.Namespace) -> int:
         database_url=url,
         bind=args.bind,
         grpc_port=grpc_port,
+        metrics_bind=_web_host(args.metrics_bind or args.bind),
         metrics_port=None if worker else _metrics_port(args),  # a supervisor serves the workers'
         tokens=tokens,
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
@@ -337,7 +360,7 @@ async def _supervise(args: argparse.Namespace, config: GatewayConfig, grpc_port:
     plan = WorkerPlan(
         count=args.workers,
         argv=argv,
-        metrics_bind="0.0.0.0",
+        metrics_bind=_web_host(args.metrics_bind or args.bind),
         metrics_port=_metrics_port(args),
         stop_seconds=limits.shutdown_drain_seconds + limits.shutdown_grace_seconds,
     )
@@ -347,7 +370,7 @@ async def _supervise(args: argparse.Namespace, config: GatewayConfig, grpc_port:
         print(
             f"itsm-gateway supervisor (pid {os.getpid()}): {args.workers} workers on gRPC "
             f"{args.bind}:{ports['--grpc-port']}, web {ports['--web-port']}; metrics of all on "
-            f"{plan.metrics_bind}:{plan.metrics_port}",
+            f"{plan.metrics_bind or '[::]'}:{plan.metrics_port}",
             file=sys.stderr, flush=True,
         )
         code = await supervisor.run()
@@ -375,7 +398,8 @@ def _web_port(args: argparse.Namespace) -> int:
 
 
 def _web_host(bind: str) -> str | None:
-    """gRPC's address spelling to asyncio's: [::] (every interface, both families) is None."""
+    """gRPC's address spelling to asyncio's (web and metrics ports): [::] (every interface, both
+    families) is None."""
     host = bind.strip()
     if host in ("", "[::]", "::", "*"):
         return None

@@ -109,7 +109,7 @@ class WorkerPlan:
 
     count: int
     argv: Sequence[str]
-    metrics_bind: str
+    metrics_bind: str | None  # None: every interface
     metrics_port: int | None
     stop_seconds: float  # a worker's own drain and grace, the longest a stopping one takes
 

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,6 +33,14 @@ class SchemaStatus:
     current: str | None  # None: never migrated
     head: str
     up_to_date: bool
+    known: bool = True  # False: a revision this version has no migration for (a newer version's)
+
+    def newer_message(self) -> str:
+        return (
+            f"database schema is at revision {self.current}, which this version does not know "
+            f"(its newest is {self.head}): it was migrated by a newer version; run that version, "
+            "or restore a backup taken before the upgrade"
+        )
 
 
 class SchemaOutOfDate(DatabaseError):
@@ -54,7 +63,11 @@ def head_revision() -> str:
 
 
 async def migrate(engine_or_url: AsyncEngine | str, revision: str = "head") -> None:
-    """Upgrade the schema to revision (default: the newest). Idempotent."""
+    """Upgrade the schema to revision (default: the newest). Idempotent. A schema a newer version
+    migrated is refused in one line (Alembic would fail with "Can't locate revision")."""
+    status = await schema_status(engine_or_url)
+    if not status.known:
+        raise DatabaseError(status.newer_message())
     await _run(engine_or_url, lambda config: command.upgrade(config, revision))
 
 
@@ -67,7 +80,15 @@ async def schema_status(engine_or_url: AsyncEngine | str) -> SchemaStatus:
     head = head_revision()
     async with _connection(engine_or_url) as connection:
         current = await connection.run_sync(_current_revision)
-    return SchemaStatus(current=current, head=head, up_to_date=current == head)
+    known = current is None or _known(current)
+    return SchemaStatus(current=current, head=head, up_to_date=current == head, known=known)
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 async def check_schema(engine_or_url: AsyncEngine | str) -> None:

@@ -52,6 +52,16 @@ def gateway(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subp
     )
 
 
+def serve_on(config: Path, env: Mapping[str, str], url: str, cwd: Path) -> tuple[int, subprocess.Popen[str]]:
+    """`serve` on free ports with `config`, unauthenticated: (its gRPC port, the process)."""
+    port = free_port()
+    process = gateway(
+        "serve", "--allow-unauthenticated", "--config", str(config), "--grpc-port", str(port),
+        "--metrics-port", str(free_port()), "--database-url", url, cwd=cwd, env=env,
+    )
+    return port, process
+
+
 def run(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> tuple[int, str]:
     process = gateway(*args, cwd=cwd, env=env)
     _, err = process.communicate(timeout=60)

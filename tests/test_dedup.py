@@ -16,7 +16,7 @@ import pytest
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
 from sandbox import SandboxConfig, registered, start_sandbox
 from tests.gateway import running_gateway
-from tests.processes import config_on, free_port, gateway, stop, wait_serving_async
+from tests.processes import config_on, serve_on, stop, wait_serving_async
 from tests.rpc import field_violations, rpc_error
 from tests.test_lifecycle import comments, incident, journal, resolve
 
@@ -146,15 +146,6 @@ async def test_fifty_concurrent_creates_in_one_gateway_make_one_ticket(harness) 
     assert len(await journal(harness, replies[0].ticket.external_id)) == 1
 
 
-def _serve(config: Path, env: dict[str, str], url: str, cwd: Path):
-    port = free_port()
-    process = gateway(
-        "serve", "--allow-unauthenticated", "--config", str(config), "--grpc-port", str(port),
-        "--metrics-port", str(free_port()), "--database-url", url, cwd=cwd, env=env,
-    )
-    return port, process
-
-
 @pytest.mark.parametrize("database_backend", ["postgres"], indirect=True)
 async def test_fifty_concurrent_creates_over_two_processes_make_one_ticket_and_one_comment(
     migrated_database_url: str, tmp_path: Path
@@ -167,7 +158,7 @@ async def test_fifty_concurrent_creates_over_two_processes_make_one_ticket_and_o
         config, env = config_on(sandbox.urls, tmp_path)
         ports = []
         for _ in range(2):
-            port, process = _serve(config, env, migrated_database_url, tmp_path)
+            port, process = serve_on(config, env, migrated_database_url, tmp_path)
             ports.append(port)
             processes.append(process)
         await asyncio.gather(*(wait_serving_async(p, proc) for p, proc in zip(ports, processes, strict=True)))

@@ -12,16 +12,7 @@ import pytest
 
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
 from sandbox import SandboxConfig, start_sandbox
-from tests.processes import clock_ahead, config_on, free_port, gateway, stop, wait_serving_async
-
-
-def serve(config: Path, env: dict[str, str], url: str, cwd: Path):
-    port = free_port()
-    process = gateway(
-        "serve", "--allow-unauthenticated", "--config", str(config), "--grpc-port", str(port),
-        "--metrics-port", str(free_port()), "--database-url", url, cwd=cwd, env=env,
-    )
-    return port, process
+from tests.processes import clock_ahead, config_on, serve_on, stop, wait_serving_async
 
 
 @pytest.mark.parametrize("database_backend", ["postgres"], indirect=True)
@@ -35,8 +26,8 @@ async def test_hole3_a_replica_whose_clock_runs_ahead_never_takes_over_a_live_le
     sandbox = await start_sandbox(SandboxConfig.on_free_ports())
     try:
         config, env = config_on(sandbox.urls, tmp_path)
-        a_port, a = serve(config, env, migrated_database_url, tmp_path)
-        b_port, b = serve(config, {**env, **skew}, migrated_database_url, tmp_path)
+        a_port, a = serve_on(config, env, migrated_database_url, tmp_path)
+        b_port, b = serve_on(config, {**env, **skew}, migrated_database_url, tmp_path)
         try:
             await asyncio.gather(wait_serving_async(a_port, a), wait_serving_async(b_port, b))
             async with aiohttp.ClientSession() as http:

@@ -5,15 +5,10 @@ before anything is sent again."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any
 
-from clients.errors import PlatformError
-from server.domain import errors
-from server.domain.records import COMMENT, OperationRecord
-from server.service.catalog import Catalog
+from server.domain.records import COMMENT
 from server.service.engine import Applied, Work
-from server.service.platform_errors import to_caller
+from server.service.follow_up import FollowUpKind
 
 PUBLIC, INTERNAL = "PUBLIC", "INTERNAL"
 
@@ -40,12 +35,8 @@ async def ensure_comment(work: Work, text: str, marker: str, *, internal: bool) 
     return added.comment_id, added.retry.attempts
 
 
-class CommentKind:
+class CommentKind(FollowUpKind):
     kind = COMMENT
-    searches = False  # comments are read back from the record, not from a search index
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
 
     async def send(self, work: Work) -> Applied:
         payload = work.operation.payload
@@ -59,12 +50,3 @@ class CommentKind:
             work.ticket.external_id, work.operation.marker, deadline=work.deadline
         )
         return None if found is None else Applied({}, 1, {"comment_id": found})
-
-    def failed(self, work: Work, error: str) -> Mapping[str, Any]:
-        return {}
-
-    def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
-        return {}
-
-    def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
-        return to_caller(self._catalog, work, error)

@@ -5,13 +5,11 @@ look-up is that same read."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from clients.errors import ErrorKind, PlatformError
 from clients.platform import TicketStatus
-from server.domain import errors
 from server.domain.records import (
     CLOSED,
     DONE_STATUSES,
@@ -19,14 +17,13 @@ from server.domain.records import (
     REOPEN,
     RESOLVE,
     RESOLVED,
-    OperationRecord,
     TicketRecord,
 )
 from server.domain.sla import SlaConfig, standing
 from server.service.catalog import Catalog
 from server.service.comments import ensure_comment
 from server.service.engine import Applied, Work
-from server.service.platform_errors import to_caller
+from server.service.follow_up import FollowUpKind
 from server.service.ports import DB_NOW, TAKE_DEDUP_KEY
 
 
@@ -67,12 +64,8 @@ def reopened_changes(ticket: TicketRecord, status: str) -> dict[str, Any]:
     return changes
 
 
-class ResolveKind:
+class ResolveKind(FollowUpKind):
     kind = RESOLVE
-    searches = False  # the look-up reads the record
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
 
     async def send(self, work: Work) -> Applied:
         platform, external_id = work.ticket.platform, work.ticket.external_id
@@ -98,22 +91,9 @@ class ResolveKind:
         )
         return Applied(changes, attempts, {"status": status})
 
-    def failed(self, work: Work, error: str) -> Mapping[str, Any]:
-        return {}
 
-    def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
-        return {}
-
-    def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
-        return to_caller(self._catalog, work, error)
-
-
-class ReopenKind:
+class ReopenKind(FollowUpKind):
     kind = REOPEN
-    searches = False
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
 
     async def send(self, work: Work) -> Applied:
         status, attempts = await ensure_reopened(self._catalog, work)
@@ -135,15 +115,6 @@ class ReopenKind:
             if found is None:
                 return None
         return Applied(reopened_changes(work.ticket, status), 1, {"status": status})
-
-    def failed(self, work: Work, error: str) -> Mapping[str, Any]:
-        return {}
-
-    def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
-        return {}
-
-    def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
-        return to_caller(self._catalog, work, error)
 
 
 async def ensure_reopened(catalog: Catalog, work: Work) -> tuple[str, int]:

@@ -5,38 +5,24 @@ out (an ACL, a screen without it) is a precondition the caller must know about."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from clients.errors import ErrorKind, PlatformError
 from server.domain import errors
 from server.domain.payload import build_payload
-from server.domain.records import UPDATE, OperationRecord
+from server.domain.records import UPDATE
 from server.service.catalog import Catalog
 from server.service.engine import Applied, Work
-from server.service.platform_errors import to_caller
+from server.service.follow_up import FollowUpKind
 
 
-class UpdateKind:
+class UpdateKind(FollowUpKind):
     kind = UPDATE
-    searches = False
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
 
     async def send(self, work: Work) -> Applied:
         return await apply_fields(self._catalog, work, work.operation.payload["fields"])
 
     async def look_up(self, work: Work) -> Applied | None:
         return None  # sending the same values again is harmless, and reads them back
-
-    def failed(self, work: Work, error: str) -> Mapping[str, Any]:
-        return {}
-
-    def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
-        return {}
-
-    def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
-        return to_caller(self._catalog, work, error)
 
 
 async def apply_fields(catalog: Catalog, work: Work, fields: Mapping[str, str]) -> Applied:

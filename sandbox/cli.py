@@ -86,6 +86,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--retry-after-seconds", type=_checked("retry_after_seconds", int), default=1)
     faults.add_argument("--latency-ms", type=_checked("latency_ms", int), default=0)
+    faults.add_argument("--write-latency-ms", type=_checked("write_latency_ms", int), default=0)
     faults.add_argument(
         "--drop-after-commit-rate", type=_checked("drop_after_commit_rate", float), default=0.0
     )
@@ -104,6 +105,7 @@ def sandbox_config_from_args(args: argparse.Namespace) -> SandboxConfig:
             "statuses": list(args.fault_statuses),
             "retry_after_seconds": args.retry_after_seconds,
             "latency_ms": args.latency_ms,
+            "write_latency_ms": args.write_latency_ms,
             "drop_after_commit_rate": args.drop_after_commit_rate,
             "search_lag_ms": args.search_lag_ms,
             "late_commit_rate": args.late_commit_rate,

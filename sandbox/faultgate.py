@@ -39,6 +39,8 @@ def fault_middleware(
         settings = state.settings
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
+        if settings.write_latency_ms and not reads(request):
+            await asyncio.sleep(settings.write_latency_ms / 1000)
         status = state.roll_error_status()
         if status is not None:
             # Answered before the handler runs: an injected error never applies the request.

@@ -32,6 +32,9 @@ class FaultSettings:
     statuses: tuple[int, ...] = (503, 429)
     retry_after_seconds: int = 1  # sent on 429 and 503
     latency_ms: int = 0  # added before every API request
+    # Added before every write only: a slow insert while reads answer at once (what catches a
+    # client that re-sends as soon as a read does not show the write yet).
+    write_latency_ms: int = 0
     drop_after_commit_rate: float = 0.0  # share of writes applied, then answered by a cut connection
     search_lag_ms: int = 0  # Jira only: how long a new issue stays invisible to search
     # Share of writes answered 504 at once (a load balancer giving up) while the write itself still
@@ -108,6 +111,7 @@ _PARSERS: dict[str, Any] = {
     "statuses": _statuses,
     "retry_after_seconds": _bounded_int(MAX_RETRY_AFTER_SECONDS),
     "latency_ms": _bounded_int(MAX_LATENCY_MS),
+    "write_latency_ms": _bounded_int(MAX_LATENCY_MS),
     "drop_after_commit_rate": _rate,
     "search_lag_ms": _bounded_int(MAX_SEARCH_LAG_MS),
     "late_commit_rate": _rate,

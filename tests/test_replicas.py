@@ -31,7 +31,10 @@ async def test_hole3_a_replica_whose_clock_runs_ahead_never_takes_over_a_live_le
         try:
             await asyncio.gather(wait_serving_async(a_port, a), wait_serving_async(b_port, b))
             async with aiohttp.ClientSession() as http:
-                await http.put(f"{sandbox.url('servicenow')}/_sandbox/faults", json={"latency_ms": 2500})
+                # A slow insert while look-ups answer at once: a replica that took the lease over
+                # would look the marker up, find nothing yet, and send a second incident.
+                faults = {"write_latency_ms": 2500}
+                await http.put(f"{sandbox.url('servicenow')}/_sandbox/faults", json=faults)
             request = ticket_service_pb2.CreateTicketRequest(
                 platform=common_pb2.PLATFORM_SERVICENOW, request_id="skewed", fields={"summary": "s"}
             )

@@ -514,3 +514,26 @@ async def test_dev_config_serves_the_advertised_credentials(http: aiohttp.Client
         assert running.url("servicenow").startswith("http://127.0.0.1:")
     finally:
         await running.stop()
+
+
+async def test_write_latency_delays_writes_and_not_reads(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    sn = sandbox.url("servicenow")
+    await put_faults(http, sn, {"write_latency_ms": 1500})
+    finished: list[str] = []
+
+    async def write() -> None:
+        async with http.post(f"{sn}{INCIDENTS}", json={"short_description": "slow"}, headers=SN_AUTH) as r:
+            assert r.status == 201
+        finished.append("write")
+
+    async def read() -> None:
+        await asyncio.sleep(0.1)  # after the write went out
+        async with http.get(f"{sn}{INCIDENTS}", headers=SN_AUTH) as r:
+            assert r.status == 200 and (await r.json())["result"] == []  # not stored yet
+        finished.append("read")
+
+    await asyncio.gather(write(), read())
+    assert finished == ["read", "write"]
+    assert (await stats(http, sn))["records"] == 1

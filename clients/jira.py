@@ -28,6 +28,7 @@ from clients.errors import (
     text_of,
 )
 from clients.http import AttemptHook, Call, HttpTransport, Request
+from clients.jira_workflow import JiraWorkflow
 from clients.marker import check_identifier, check_marker
 from clients.platform import Changed, Comment, CreatedTicket, PlatformSpec, Reply, TicketStatus
 from clients.redaction import Redactor
@@ -122,6 +123,7 @@ class JiraClient:
             redactor=redactor,
             on_attempt=on_attempt,
         )
+        self._workflow = JiraWorkflow(self._http, self._api, self._version)
 
     async def close(self) -> None:
         await self._http.close()
@@ -232,12 +234,30 @@ class JiraClient:
     async def resolve(
         self, external_id: str, resolution: str, notes: str, *, deadline: float | None = None
     ) -> TicketStatus:
-        names = self._lifecycle.resolve_transitions
-        chosen_resolution = resolution or self._lifecycle.default_resolution
-        return await self._move("resolve", external_id, names, chosen_resolution, notes, deadline)
+        lifecycle = self._lifecycle
+        chosen_resolution = resolution or lifecycle.default_resolution
+        return await self._move(
+            "resolve", external_id, deadline, lifecycle.resolve_transitions, lifecycle.resolve_via,
+            chosen_resolution, notes,
+        )
 
     async def reopen(self, external_id: str, *, deadline: float | None = None) -> TicketStatus:
-        return await self._move("reopen", external_id, self._lifecycle.reopen_transitions, "", "", deadline)
+        return await self._move("reopen", external_id, deadline, self._lifecycle.reopen_transitions)
+
+    async def _move(
+        self,
+        operation: str,
+        key: str,
+        deadline: float | None,
+        names: tuple[str, ...],
+        via: tuple[str, ...] = (),
+        resolution: str = "",
+        notes: str = "",
+    ) -> TicketStatus:
+        check_identifier(PLATFORM, operation, key, _ISSUE)
+        call = self._http.start(operation, deadline)
+        await self._workflow.move(call, operation, key, names, via, resolution, notes)
+        return await self._read_status(call, key)
 
     # -- Jira operations ------------------------------------------------------------------------
 
@@ -267,28 +287,8 @@ class JiraClient:
         that name), resolving the workflow's transition id first."""
         check_identifier(PLATFORM, "transition", key, _ISSUE)
         call = self._http.start("transition", deadline)
-        path = f"{self._api}/issue/{key}/transitions"
-        listed = await self._http.send(call, Request("transitions", "GET", path))
-        transitions = _transitions(listed.data)
-        chosen = _pick_transition(transitions, target_status)
-        if chosen is None:
-            names = sorted({_to_name(t) or str(t.get("name", "")) for t in transitions} - {""})
-            raise PlatformError(
-                platform=PLATFORM,
-                operation="transition",
-                kind=ErrorKind.PAYLOAD_REJECTED,
-                status=None,
-                attempts=call.attempts,
-                message=f"no transition of {key} leads to {target_status!r}",
-                field_errors={"transition": "available: " + (", ".join(names) or "none")},
-            )
-        body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
-        if fields:
-            body["fields"] = fields
-        request = Request("transition", "POST", path, json=body, idempotent=False)
-        # Never resent here after an ambiguous failure: the caller checks where the issue stands.
-        await self._http.send(call, request)
-        return Reply({"transition_id": str(chosen["id"]), "status": target_status}, call.retry_info())
+        taken = await self._workflow.to_status(call, key, target_status, fields)
+        return Reply({"transition_id": taken, "status": target_status}, call.retry_info())
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -426,61 +426,6 @@ class JiraClient:
             raise self._bad_response(call, "the issue came back without fields", False)
         return self._status(key, response.data)
 
-    async def _move(
-        self,
-        operation: str,
-        key: str,
-        names: tuple[str, ...],
-        resolution: str,
-        notes: str,
-        deadline: float | None,
-    ) -> TicketStatus:
-        """Through the first configured transition the issue offers (going through a `resolve_via`
-        step first where the workflow needs one), with the resolution when its screen has the field
-        (some require it, others reject it), and notes as its comment."""
-        check_identifier(PLATFORM, operation, key, _ISSUE)
-        call = self._http.start(operation, deadline)
-        offered = await self._offered(call, key)
-        chosen = _first_named(offered, names)
-        via = self._lifecycle.resolve_via if operation == "resolve" else ()
-        if chosen is None and (step := _first_named(offered, via)) is not None:
-            await self._transition(call, operation, key, {"transition": {"id": str(step["id"])}})
-            offered = await self._offered(call, key)
-            chosen = _first_named(offered, names)
-        if chosen is None:
-            raise self._no_transition(call, operation, key, names, offered)
-        body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
-        screen = chosen.get("fields") if isinstance(chosen.get("fields"), dict) else {}
-        if resolution and "resolution" in screen:
-            body["fields"] = {"resolution": {"name": resolution}}
-        if notes:
-            text = text_to_adf(notes) if self._version == 3 else notes
-            body["update"] = {"comment": [{"add": {"body": text}}]}
-        await self._transition(call, operation, key, body)
-        return await self._read_status(call, key)
-
-    async def _offered(self, call: Call, key: str) -> list[dict[str, Any]]:
-        path = f"{self._api}/issue/{key}/transitions"
-        params = {"expand": "transitions.fields"}
-        listed = await self._http.send(call, Request("transitions", "GET", path, params=params))
-        return _transitions(listed.data)
-
-    async def _transition(self, call: Call, operation: str, key: str, body: dict[str, Any]) -> None:
-        path = f"{self._api}/issue/{key}/transitions"
-        # Never resent here after an ambiguous failure: the caller checks where the issue stands.
-        await self._http.send(call, Request(operation, "POST", path, json=body, idempotent=False))
-
-    def _no_transition(
-        self, call: Call, operation: str, key: str, names: tuple[str, ...], offered: list[dict[str, Any]]
-    ) -> PlatformError:
-        available = sorted({str(t.get("name", "")) for t in offered} - {""})
-        return PlatformError(
-            platform=PLATFORM, operation=operation, kind=ErrorKind.NOT_APPLIED, attempts=call.attempts,
-            message=f"the workflow offers {key} none of the configured {operation} transitions "
-            f"({', '.join(names)})",
-            field_errors={"transition": "available: " + (", ".join(available) or "none")},
-        )
-
     def _status(self, external_id: str, issue: dict[str, Any]) -> TicketStatus:
         found = _status(external_id, issue)
         category = _category(issue)
@@ -543,17 +488,6 @@ def _status(external_id: str, issue: dict[str, Any]) -> TicketStatus:
     return TicketStatus(external_id, name, category != "new", category == "done")
 
 
-def _first_named(offered: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any] | None:
-    """The offered transition with the first of `names` (configuration order wins)."""
-    return next((t for name in names for t in offered if _named(t, name)), None)
-
-
-def _named(transition: dict[str, Any], name: str) -> bool:
-    """A transition matches a configured name by its own name or by the status it leads to."""
-    wanted = name.casefold()
-    return str(transition.get("name", "")).casefold() == wanted or _to_name(transition).casefold() == wanted
-
-
 def _carries(comment: Any, marker: str) -> bool:
     if not isinstance(comment, dict):
         return False
@@ -594,29 +528,6 @@ def dedup_label(prefix: str, key: str) -> str:
     if len(label) <= 255:
         return label
     return label[:230] + "-" + hashlib.sha256(label.encode()).hexdigest()[:24]
-
-
-def _transitions(data: Any) -> list[dict[str, Any]]:
-    items = data.get("transitions") if isinstance(data, dict) else None
-    return [t for t in items or [] if isinstance(t, dict) and "id" in t]
-
-
-def _to_name(transition: dict[str, Any]) -> str:
-    to = transition.get("to")
-    return str(to.get("name", "")) if isinstance(to, dict) else ""
-
-
-def _pick_transition(transitions: list[dict[str, Any]], target: str) -> dict[str, Any] | None:
-    wanted = target.casefold()
-    # The destination status is what callers mean; a transition's own name is the fallback
-    # (workflows name them "Start Progress", "Resolve Issue", ...).
-    for t in transitions:
-        if _to_name(t).casefold() == wanted:
-            return t
-    for t in transitions:
-        if str(t.get("name", "")).casefold() == wanted:
-            return t
-    return None
 
 
 # -- the platform's spec ------------------------------------------------------------------------

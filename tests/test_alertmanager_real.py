@@ -1,7 +1,8 @@
 """Through a real Alertmanager (Debian's prometheus-alertmanager): alerts pushed to its API reach the
 gateway's receiver over its webhook, with the bearer token from http_config.authorization; the
 ticket is opened (after the 503s a platform outage answers, which Alertmanager retries), then
-resolved when the alert is."""
+resolved when the alert is. And the README's two configuration snippets, checked by amtool and by
+the gateway's own configuration loader."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Any
 import aiohttp
 
 from itsm.v1 import common_pb2, ticket_service_pb2
+from server.runtime.config import parse_config
 from tests.gateway import Harness, running_gateway
-from tests.processes import alertmanager_binary, free_port
+from tests.processes import ENV, ROOT, SHIPPED_CONFIG, alertmanager_binary, free_port
 from tests.test_alertmanager import counted
 from tests.test_lifecycle import NO_FAULTS, incident
 from tests.test_server import TOKENS, WRITER
@@ -162,3 +164,30 @@ async def test_alerts_through_a_real_alertmanager_open_then_resolve_one_ticket(
         assert delta(scraped, receiver=RECEIVER, status="resolved", code="200", outcome="resolved") == 1
         assert delta(scraped, code="401") == 0  # the token from http_config.authorization was accepted
 
+
+# ------------------------------------------------------------------------------ the README's snippets
+
+
+def readme_block(language: str) -> str:
+    """The first `language` code block of the README's Alertmanager section."""
+    section = (ROOT / "README.md").read_text().split("## Alertmanager\n", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_alertmanager_config_is_accepted_by_amtool(tmp_path: Path) -> None:
+    amtool = Path(alertmanager_binary()).with_name("amtool")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(readme_block("yaml"))
+    check = await asyncio.create_subprocess_exec(
+        str(amtool), "check-config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(check.communicate(), 30)
+    assert check.returncode == 0, out.decode()
+
+
+def test_the_readme_receiver_config_is_accepted_by_the_gateway() -> None:
+    raw = json.loads(SHIPPED_CONFIG.read_text())
+    raw.update(json.loads("{" + readme_block("json") + "}"))
+    receiver = parse_config(raw, ENV).alertmanager.receivers["ops_servicenow"]
+    assert receiver.dedup_labels == ("alertname", "cluster") and receiver.on_resolved == "resolve"

@@ -212,7 +212,7 @@ async def test_tokens_and_the_write_scope(migrated_database_url: str) -> None:
 # ------------------------------------------------------------------------------ platforms down
 
 
-async def test_a_platform_down_is_503_with_retry_after_then_the_retry_creates_once(harness: Harness) -> None:
+async def test_a_platform_down_is_503_with_retry_after_and_the_retries_act_once(harness: Harness) -> None:
     payload = notification([alert("DiskFull", "db-1")])
     faults = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
     await harness.sandbox_put("servicenow", "/_sandbox/faults", faults)
@@ -223,6 +223,15 @@ async def test_a_platform_down_is_503_with_retry_after_then_the_retry_creates_on
     await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
     up = await post(harness, SN, payload)
     assert up.status == 200 and up.json()["action"] == "created"
+    assert await harness.records("servicenow") == 1
+
+    # Down again while a grown group attaches (the open ticket's status cannot be read), then up.
+    grown = notification([alert("DiskFull", "db-1"), alert("DiskFull", "db-2")])
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", faults)
+    assert (await post(harness, SN, grown)).status == 503
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    attached = await post(harness, SN, grown)
+    assert attached.status == 200 and attached.json()["action"] == "attached"
     assert await harness.records("servicenow") == 1
 
 

@@ -137,6 +137,17 @@ async def test_a_create_that_failed_gives_its_key_up(harness) -> None:
     assert await harness.records("servicenow") == 1
 
 
+async def test_a_platform_down_while_the_key_is_checked_is_unavailable(harness) -> None:
+    first = await harness.tickets.CreateTicket(create(SN, "d1", "disk"))
+    down = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", down)
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "d2", "disk")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # the holder's status could not be read
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    again = await harness.tickets.CreateTicket(create(SN, "d2", "disk"))
+    assert again.outcome == ATTACHED and again.ticket.id == first.ticket.id
+
+
 async def test_reopen_window_zero_never_reopens(migrated_database_url: str) -> None:
     def never(raw: dict[str, Any]) -> None:
         raw["platforms"]["servicenow"]["dedup"] = {"reopen_window_seconds": 0}

@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from clients.errors import PlatformError
+from clients.platform import TicketStatus
 from server.domain import errors
 from server.domain.records import (
     CREATE,
@@ -34,6 +36,7 @@ from server.service.catalog import Catalog
 from server.service.comments import comment_hash
 from server.service.creation import ATTACH, NEW, REOPEN_DECISION, CreateKind
 from server.service.engine import Done, Engine, Request
+from server.service.platform_errors import caller_error
 from server.service.ports import KeyClaim, KeyTaken, NewTicket, OperationLedger, TicketStore
 
 MAX_DECISIONS = 20  # races lost in a row before giving up: bounded work whatever the contention
@@ -146,8 +149,7 @@ class Deduplication:
     async def _still_open(self, holder: TicketRecord, deadline: float | None) -> bool:
         """A person may have resolved it since the last sync: the platform says. Not open any more,
         it gives the key up (recorded), and the caller decides again."""
-        client = self._engine.client(holder.platform)
-        found = await client.status(holder.external_id, deadline=deadline)
+        found = await self._status(holder, deadline)
         status = self._catalog.status(holder.platform, found)
         if status in OPEN_STATUSES:
             return True
@@ -182,8 +184,7 @@ class Deduplication:
         )
 
     async def _still_resolved(self, ticket: TicketRecord, deadline: float | None) -> bool:
-        client = self._engine.client(ticket.platform)
-        found = await client.status(ticket.external_id, deadline=deadline)
+        found = await self._status(ticket, deadline)
         status = self._catalog.status(ticket.platform, found)
         if status == RESOLVED:
             return True
@@ -192,6 +193,16 @@ class Deduplication:
         if status in OPEN_STATUSES:
             await self._tickets.claim_key(ticket.id)
         return False
+
+    async def _status(self, ticket: TicketRecord, deadline: float | None) -> TicketStatus:
+        """The ticket's status on its platform. This read is outside the engine, so its failure is
+        told to the caller here, as the engine tells a write's (a platform down: UNAVAILABLE)."""
+        client = self._engine.client(ticket.platform)
+        try:
+            return await client.status(ticket.external_id, deadline=deadline)
+        except PlatformError as exc:
+            rules, spec = self._catalog.rules(ticket.platform), self._catalog.specs[ticket.platform]
+            raise caller_error(exc, rules, spec, ticket.id) from None
 
     def _reopen(self, create: Create, ticket: TicketRecord) -> Request:
         payload = {

@@ -332,6 +332,7 @@ async def test_each_notification_has_its_log_line(migrated_database_url: str, lo
     assert ok["caller"] == "alerts" and ok["receiver"] == "ops_servicenow" and ok["action"] == "created"
     assert ok["request_id"] == created.json()["request_id"] and ok["ticket_id"] == created.json()["ticket"]["id"]
     assert ok["platform"] == "servicenow" and ok["status"] == "firing" and ok["peer"].startswith("ipv4:")
+    assert ok["job_id"] == "alertmanager/ops_servicenow" and ok["template_name"] == "servicenow_alert"
     assert refused["code"] == "UNAUTHENTICATED" and refused["http_status"] == 401 and "caller" not in refused
     assert WRITER not in log_lines.getvalue()
 

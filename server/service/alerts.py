@@ -73,7 +73,9 @@ class AlertNotifications:
         key = dedup_key(receiver.name, notification, receiver.dedup_labels)
         rid = request_id(receiver.name, notification)
         platform = self._config.templates[receiver.template].platform
-        self._telemetry.annotate(request_id=rid, platform=platform, template_name=receiver.template)
+        self._telemetry.annotate(
+            request_id=rid, job_id=job_id(receiver), platform=platform, template_name=receiver.template
+        )
         try:
             if notification.status == FIRING:
                 return await self._firing(receiver, notification, key, rid, caller, deadline)

@@ -126,3 +126,14 @@ def clock_ahead(offset: str) -> dict[str, str]:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return {"LD_PRELOAD": library, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def alertmanager_binary() -> str:
+    """Debian's prometheus-alertmanager (.ci/run installs it); skip without it (fail under CI)."""
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        reason = "Alertmanager is not installed (apt-get install prometheus-alertmanager)"
+        if os.environ.get("ITSM_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return found

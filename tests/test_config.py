@@ -40,8 +40,10 @@ def test_shipped_config_loads_with_its_rules_and_templates() -> None:
     assert summary.path == ("short_description",) and summary.required and summary.max_length == 160
     assert config.field_mapping["jira"]["project"].path == ("fields", "project", "key")
     assert sorted(config.templates) == [
+        "jira_alert",
         "jira_job_failure_bug",
         "jira_ops_task",
+        "servicenow_alert",
         "servicenow_batch_job_failed",
         "servicenow_service_outage",
     ]
@@ -142,3 +144,66 @@ def test_the_readme_lifecycle_and_dedup_blocks_are_accepted_as_written(raw: dict
     assert jira.internal_visibility == {"type": "role", "value": "Developers"}
     assert config.platforms["servicenow"].dedup.reopen_window_seconds == 3600
     assert config.platforms["servicenow"].settings.lifecycle.dedup_field == "correlation_display"
+
+
+# --- alertmanager receivers -----------------------------------------------------------------------
+
+
+def test_shipped_alertmanager_receivers() -> None:
+    config = load_config(SHIPPED, ENV)
+    receivers = config.alertmanager.receivers
+    assert sorted(receivers) == ["ops_jira", "ops_servicenow"]
+    assert receivers["ops_servicenow"].template == "servicenow_alert"
+    assert receivers["ops_servicenow"].on_resolved == "resolve"
+    assert receivers["ops_servicenow"].dedup_labels is None  # the group labels
+    assert receivers["ops_jira"].on_resolved == "comment" and receivers["ops_jira"].text.max_chars == 8000
+    assert config.alertmanager.timeout_seconds == 8
+
+
+def test_no_alertmanager_block_means_no_receivers(raw: dict[str, Any]) -> None:
+    del raw["alertmanager"]
+    assert parse_config(raw, ENV).alertmanager.receivers == {}
+
+
+RECEIVER = "alertmanager.receivers.ops_jira"
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "problem"),
+    [
+        ({"template": "nope"}, f"{RECEIVER}.template", "unknown template 'nope'"),
+        ({"template": "jira_ops_task"}, f"{RECEIVER}.template", "needs 'title', which an Alertmanager"),
+        ({"on_resolved": "close"}, f"{RECEIVER}.on_resolved", "resolve, comment, nothing"),
+        ({"dedup_labels": []}, f"{RECEIVER}.dedup_labels", "at least one label"),
+        ({"dedup_labels": ["a", "a"]}, f"{RECEIVER}.dedup_labels[1]", "named twice"),
+        ({"dedup_labels": "alertname"}, f"{RECEIVER}.dedup_labels", "array"),
+        ({"resolution": "x" * 256}, f"{RECEIVER}.resolution", "at most 255"),
+        ({"alerts_text": {"max_chars": 50}}, f"{RECEIVER}.alerts_text.max_chars", "between 200"),
+        ({"alerts_text": {"max_lines": 5}}, f"{RECEIVER}.alerts_text.max_lines", "unknown key"),
+        ({"send_resolved": True}, f"{RECEIVER}.send_resolved", "unknown key"),
+    ],
+)
+def test_each_receiver_mistake_is_refused_naming_its_json_path(
+    raw: dict[str, Any], change: dict[str, Any], path: str, problem: str
+) -> None:
+    raw["alertmanager"]["receivers"]["ops_jira"].update(change)
+    error = refused(raw)
+    assert (error.path, problem in error.problem) == (path, True), error
+
+
+def test_receiver_names_and_the_timeout(raw: dict[str, Any]) -> None:
+    receivers = raw["alertmanager"]["receivers"]
+    receivers["a/b"] = receivers["ops_jira"]
+    assert refused(raw).path == "alertmanager.receivers.a/b"
+    del receivers["a/b"]
+    raw["alertmanager"]["timeout_seconds"] = 61
+    assert refused(raw).path == "alertmanager.timeout_seconds"
+    raw["alertmanager"] = {"receivers": {}, "bogus": 1}
+    assert refused(raw).path == "alertmanager.bogus"
+
+
+def test_a_template_for_alerts_may_use_only_what_a_notification_provides(raw: dict[str, Any]) -> None:
+    raw["templates"]["jira_alert"]["required_variables"].append("commonLabels")
+    error = refused(raw)
+    assert error.path == f"{RECEIVER}.template" and "'commonLabels'" in error.problem
+    assert "commonLabels.<name>" in error.problem  # says what it may use

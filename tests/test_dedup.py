@@ -18,7 +18,7 @@ from sandbox import SandboxConfig, registered, start_sandbox
 from tests.gateway import running_gateway
 from tests.processes import config_on, serve_on, stop, wait_serving_async
 from tests.rpc import field_violations, rpc_error
-from tests.test_lifecycle import comments, incident, journal, resolve
+from tests.test_lifecycle import NO_FAULTS, comments, incident, journal, resolve
 
 SN = common_pb2.PLATFORM_SERVICENOW
 JIRA = common_pb2.PLATFORM_JIRA
@@ -122,6 +122,30 @@ async def test_template_create_with_a_key_attaches(harness) -> None:
         outcomes.append((await harness.tickets.CreateTicketFromTemplate(request)).outcome)
     assert outcomes == [CREATED, ATTACHED]
     assert await harness.records("servicenow") == 1
+
+
+async def test_a_create_that_failed_gives_its_key_up(harness) -> None:
+    down = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", down)
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "f1", "down")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    other = await harness.tickets.CreateTicket(create(SN, "f2", "down"))
+    assert other.outcome == CREATED
+    retried = await harness.tickets.CreateTicket(create(SN, "f1", "down"))
+    assert retried.outcome == ATTACHED and retried.ticket.id == other.ticket.id
+    assert await harness.records("servicenow") == 1
+
+
+async def test_a_platform_down_while_the_key_is_checked_is_unavailable(harness) -> None:
+    first = await harness.tickets.CreateTicket(create(SN, "d1", "disk"))
+    down = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", down)
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "d2", "disk")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # the holder's status could not be read
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    again = await harness.tickets.CreateTicket(create(SN, "d2", "disk"))
+    assert again.outcome == ATTACHED and again.ticket.id == first.ticket.id
 
 
 async def test_reopen_window_zero_never_reopens(migrated_database_url: str) -> None:

@@ -184,7 +184,7 @@ def accepted_keys(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
 
 
 # Objects whose keys are names (platforms, templates, priorities), not configuration keys.
-_NAMED = re.compile(r"platforms|field_mapping|templates|sla\.targets(\.[^.]+)?")
+_NAMED = re.compile(r"platforms|field_mapping|templates|sla\.targets(\.[^.]+)?|alertmanager\.receivers")
 
 
 def _placeholder_match(pattern: str, path: str) -> bool:

@@ -21,11 +21,11 @@ OUTAGE = {"service": {"name": "checkout"}, "alert": {"host": "web-07", "summary"
 async def test_list_and_get_templates(harness) -> None:
     everything = await harness.templates.ListTemplates(template_service_pb2.ListTemplatesRequest())
     names = [t.name for t in everything.templates]
-    assert names == sorted(names) and len(names) == 4
+    assert names == sorted(names) and len(names) == 6
     jira = await harness.templates.ListTemplates(
         template_service_pb2.ListTemplatesRequest(platform=common_pb2.PLATFORM_JIRA)
     )
-    assert {t.platform for t in jira.templates} == {common_pb2.PLATFORM_JIRA} and len(jira.templates) == 2
+    assert {t.platform for t in jira.templates} == {common_pb2.PLATFORM_JIRA} and len(jira.templates) == 3
     got = await harness.templates.GetTemplate(
         template_service_pb2.GetTemplateRequest(name="servicenow_service_outage")
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server.domain.fitting import MARK, fit_lengths
 from server.domain.payload import build_payload
 from server.domain.rules import Limits
 from server.domain.templates import (
@@ -400,3 +402,26 @@ def test_render_output_goes_through_the_same_validator() -> None:
     checked = validate(config().field_mapping["jira"], result.fields, config().limits)
     assert checked.ok
     assert checked.fields_with_defaults["labels"] == "ops"
+
+
+# --- fitting (the Alertmanager path: a notification cannot be edited) ----------------------------
+
+
+def test_fit_cuts_string_fields_to_their_length_with_a_mark() -> None:
+    rules = config().field_mapping["servicenow"]
+    template = make({"summary": "{title}", "description": "{title}"}, ("title",))
+    long = {"title": "disk full " * 40}
+    refused = render_and_validate(template, long, JOB, rules, LIMITS)
+    assert pairs(refused.violations) == [("summary", Reason.MAX_LENGTH)]
+    fitted = render_and_validate(template, long, JOB, rules, LIMITS, fit=True)
+    assert fitted.ok
+    assert len(fitted.fields["summary"]) <= 160 and fitted.fields["summary"].endswith(MARK)
+    assert fitted.fields["description"] == long["title"]  # within its 4000: untouched
+
+
+def test_fit_leaves_what_cutting_cannot_make_right() -> None:
+    rules = config().field_mapping["jira"]
+    fields = {"summary": "s", "labels": "has space," + "x" * 300, "priority": "Urgent", "colour": "red"}
+    assert fit_lengths(rules, fields, LIMITS.max_field_value_chars) == fields
+    tiny = {"summary": "abc"}
+    assert fit_lengths({"summary": replace(rules["summary"], max_length=1)}, tiny, 100) == {"summary": "a"}

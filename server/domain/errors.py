@@ -30,6 +30,12 @@ class FailedPrecondition(GatewayError):
     pass
 
 
+class RequestIdReused(FailedPrecondition):
+    """A request_id already bound to another payload (or kind of operation): the caller's mistake,
+    and nothing was done. Callers that derive request_ids from content (Alertmanager notifications)
+    tell it apart from other preconditions."""
+
+
 class Unavailable(GatewayError):
     def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
+from server.domain.fitting import fit_lengths
 from server.domain.rules import FieldRule, Limits
 from server.domain.validation import Reason, Violation, shown, validate
 
@@ -292,13 +293,18 @@ def render_and_validate(
     rules: Mapping[str, FieldRule],
     limits: Limits,
     variables_bytes: int | None = None,
+    *,
+    fit: bool = False,
 ) -> TemplateOutcome:
     """Render, then run the platform's field rules over the result.
 
     A field that inserted a failed variable is not judged by the field rules: its violation would
     only echo the variable's (e.g. "summary is required" when variables.title is missing).
+    fit: string fields over their length are cut to it first (domain/fitting.py says when).
     """
     rendered = render(template, variables, job, limits, variables_bytes)
+    if fit:
+        rendered.fields = fit_lengths(rules, rendered.fields, limits.max_field_value_chars)
     checked = validate(rules, rendered.fields, limits)
     violations = list(rendered.violations)
     for violation in checked.violations:

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from clients import registry
 from clients.http import AttemptEvent
 from clients.platform import PlatformClient
+from server.observability.alert_metrics import AlertmanagerMetrics
 from server.observability.logcontext import log_attempt
 from server.observability.metrics import ItsmMetrics
 from server.observability.metrics_http import MetricsEndpoint
 from server.observability.redaction import register_basic_auth, register_secrets
+from server.service.alerts import AlertNotifications
 from server.service.catalog import Catalog
 from server.service.creation import CreateKind
 from server.service.dedup import Deduplication
@@ -31,6 +33,7 @@ from server.storage.database import check_connection, create_engine, parse_url
 from server.storage.operations import OperationStore
 from server.storage.platform_checks import PlatformCheckStore
 from server.storage.tickets import TicketStore
+from server.transport.alertmanager import AlertmanagerEndpoint
 from server.transport.auth import TokenRegistry
 from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
 from server.transport.services import Services
@@ -79,6 +82,7 @@ class Gateway:
         self.reconciler: Reconciler | None = None
         self.sla_sync: StatusSync | None = None
         self.services: Services | None = None
+        self._alerts: AlertNotifications | None = None
 
     async def start(self) -> None:
         config = self.options.config
@@ -110,12 +114,14 @@ class Gateway:
         )
         self.sla_sync = StatusSync(self._store, self._clients, catalog, config.timeout, metrics)
         lifecycle = Lifecycle(catalog, engine, self._store, metrics, self.sla_sync.record_breaches)
+        creation = TicketCreation(config, engine, create, dedup, templates, specs, metrics)
         services = self.services = Services(
-            creation=TicketCreation(config, engine, create, dedup, templates, specs, metrics),
+            creation=creation,
             lifecycle=lifecycle,
             queries=TicketQueries(self._store),
             templates=templates,
         )
+        self._alerts = AlertNotifications(config, creation, lifecycle, self._store, metrics)
         self.reconciler = Reconciler(ledger, engine, {create.kind: create, **lifecycle.kinds})
         self._grpc = GrpcServer(
             services, config.limits, self.options.tokens, reuse_port=self.options.reuse_port
@@ -144,7 +150,14 @@ class Gateway:
 
     async def _start_web(self, config: GatewayConfig) -> None:
         assert self._grpc is not None
-        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness)
+        assert self._alerts is not None
+        alerts = AlertmanagerEndpoint(
+            self._alerts,
+            self.options.tokens,
+            AlertmanagerMetrics(config.alertmanager.receivers),
+            config.limits.max_message_bytes,
+        )
+        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, alerts)
         tls = self.options.tls
         try:
             self.web_port = await web.start(

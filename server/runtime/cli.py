@@ -202,8 +202,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         path = args.path or os.environ.get("ITSM_CONFIG") or default_config_path()
         config = _load(path)
+        receivers = len(config.alertmanager.receivers)
         print(f"{path}: OK ({', '.join(config.enabled_platforms())} enabled, "
-              f"{len(config.templates)} templates)")
+              f"{len(config.templates)} templates, {receivers} Alertmanager receivers)")
         if args.database_url:
             return asyncio.run(_check_platforms(args.database_url, config))
         return 0

@@ -3,7 +3,8 @@
 Validated strictly at start-up: an unknown key, a wrong type, an invalid regex, a template naming an
 unknown field, a missing secret variable for an enabled platform all raise ConfigError naming the JSON
 path. Secrets never live in the file: it names the environment variables that hold them. Each
-platform's own block is read by its module (clients.registry), so nothing here names a platform.
+platform's own block is read by its module (clients.registry), so nothing here names a platform;
+the alertmanager block, by server/runtime/alertmanager_config.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from server.domain.rules import FieldRule, Limits
 from server.domain.sla import SlaConfig, SlaTarget
 from server.domain.templates import TemplateError, TemplateSpec, compile_template
 from server.domain.validation import check_value
+from server.runtime.alertmanager_config import read_alertmanager
 from server.service.settings import DedupPolicy, GatewayConfig, IdempotencyConfig, PlatformConfig
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
@@ -72,10 +74,11 @@ def parse_config(raw: Any, env: Mapping[str, str]) -> GatewayConfig:
         idempotency=_idempotency(root.obj("idempotency")),
     )
     templates = _templates(root.obj("templates"), config.field_mapping)
+    alertmanager = read_alertmanager(root.obj("alertmanager"), templates, config.limits)
     _check_lease(config)
     root.get("$schema", string, "")  # editors may point at a schema; harmless
     root.done()
-    return replace(config, templates=templates)
+    return replace(config, templates=templates, alertmanager=alertmanager)
 
 
 def _check_lease(config: GatewayConfig) -> None:

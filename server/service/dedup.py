@@ -149,24 +149,12 @@ class Deduplication:
     async def _still_open(self, holder: TicketRecord, deadline: float | None) -> bool:
         """A person may have resolved it since the last sync: the platform says. Not open any more,
         it gives the key up (recorded), and the caller decides again."""
-        found = await self._platform_status(holder, deadline)
+        found = await self._status(holder, deadline)
         status = self._catalog.status(holder.platform, found)
         if status in OPEN_STATUSES:
             return True
         await self._tickets.record_status(holder.id, status=status, resolution=found.resolution)
         return False
-
-    async def _platform_status(self, ticket: TicketRecord, deadline: float | None) -> TicketStatus:
-        """Where the ticket stands on its platform; a platform that cannot say is the caller's
-        UNAVAILABLE (or the like), with nothing sent: the same request_id decides afresh later."""
-        client = self._engine.client(ticket.platform)
-        try:
-            return await client.status(ticket.external_id, deadline=deadline)
-        except PlatformError as exc:
-            platform = ticket.platform
-            raise caller_error(
-                exc, self._catalog.rules(platform), self._catalog.specs[platform], ticket.id
-            ) from None
 
     async def _await_creation(self, holder: TicketRecord, until: float) -> None:
         """The ticket holding the key is being created: wait for it (its creation may fail for good,
@@ -196,7 +184,7 @@ class Deduplication:
         )
 
     async def _still_resolved(self, ticket: TicketRecord, deadline: float | None) -> bool:
-        found = await self._platform_status(ticket, deadline)
+        found = await self._status(ticket, deadline)
         status = self._catalog.status(ticket.platform, found)
         if status == RESOLVED:
             return True
@@ -205,6 +193,16 @@ class Deduplication:
         if status in OPEN_STATUSES:
             await self._tickets.claim_key(ticket.id)
         return False
+
+    async def _status(self, ticket: TicketRecord, deadline: float | None) -> TicketStatus:
+        """The ticket's status on its platform. This read is outside the engine, so its failure is
+        told to the caller here, as the engine tells a write's (a platform down: UNAVAILABLE)."""
+        client = self._engine.client(ticket.platform)
+        try:
+            return await client.status(ticket.external_id, deadline=deadline)
+        except PlatformError as exc:
+            rules, spec = self._catalog.rules(ticket.platform), self._catalog.specs[ticket.platform]
+            raise caller_error(exc, rules, spec, ticket.id) from None
 
     def _reopen(self, create: Create, ticket: TicketRecord) -> Request:
         payload = {

@@ -450,7 +450,7 @@ def _token() -> str:
 def _same_request(stored: OperationRecord, wanted: OperationRecord) -> None:
     if stored.kind != wanted.kind or stored.payload_hash != wanted.payload_hash:
         what = "another kind of operation" if stored.kind != wanted.kind else "a different payload"
-        raise errors.FailedPrecondition(
+        raise errors.RequestIdReused(
             f"request_id {_quote(stored.request_id)} was already used for {what} "
             f"({stored.kind} on ticket {stored.ticket_id}); use a new request_id for a new operation"
         )

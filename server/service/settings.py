@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clients.settings import RetryPolicy, TimeoutConfig
+from server.domain.alert_variables import TextBounds
 from server.domain.rules import FieldRule, Limits
 from server.domain.sla import SlaConfig
 from server.domain.templates import TemplateSpec
@@ -44,6 +45,32 @@ class PlatformConfig:
     dedup: DedupPolicy = field(default_factory=lambda: DedupPolicy())
 
 
+# What a resolved notification does to the open ticket of its dedup key.
+RESOLVE, COMMENT, NOTHING = "resolve", "comment", "nothing"
+ON_RESOLVED = (RESOLVE, COMMENT, NOTHING)
+
+
+@dataclass(frozen=True)
+class AlertReceiver:
+    """One Alertmanager receiver the gateway serves at POST /alertmanager/<name>."""
+
+    name: str
+    template: str  # a configured template whose variables a notification provides
+    dedup_labels: tuple[str, ...] | None = None  # None: the notification's group labels
+    on_resolved: str = RESOLVE
+    resolution: str = ""  # what a resolve sets (close code, Jira resolution); "": the platform's default
+    text: TextBounds = field(default_factory=TextBounds)  # how much {alerts_text} lists
+
+
+@dataclass(frozen=True)
+class AlertmanagerConfig:
+    receivers: Mapping[str, AlertReceiver] = field(default_factory=dict)
+    # How long one notification may take. Alertmanager gives a notification, retries included,
+    # max(group_interval, 10 s): within 8 s the answer (a 503 included, which it retries) is heard
+    # whatever the routing tree says.
+    timeout_seconds: float = 8.0
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     platforms: Mapping[str, PlatformConfig]
@@ -54,6 +81,7 @@ class GatewayConfig:
     sla: SlaConfig
     limits: Limits
     idempotency: IdempotencyConfig
+    alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
 
     def enabled_platforms(self) -> list[str]:
         return [name for name, p in self.platforms.items() if p.enabled]

@@ -52,7 +52,13 @@ class Templates:
         return TemplatePreview(spec.platform, outcome.rendered, outcome.violations)
 
     def render(
-        self, spec: TemplateSpec, variables: Mapping[str, Any], variables_size: int, job_id: str
+        self,
+        spec: TemplateSpec,
+        variables: Mapping[str, Any],
+        variables_size: int,
+        job_id: str,
+        *,
+        fit: bool = False,
     ) -> TemplateOutcome:
         # job.time is for people reading the ticket, not a comparison: the process's clock is right.
         job = JobContext(id=job_id, time=datetime.now(UTC))
@@ -63,6 +69,7 @@ class Templates:
             self._config.field_mapping[spec.platform],
             self._config.limits,
             variables_size,
+            fit=fit,
         )
         if outcome.violations:
             self._telemetry.template_error(spec.name)

@@ -124,7 +124,9 @@ class TicketCreation:
         caller: str,
         deadline: float | None,
         dedup_key: str = "",
+        fit: bool = False,
     ) -> Done:
+        """fit: cut string fields to their length rather than refuse them (domain/fitting.py)."""
         started = time.perf_counter()
         platform = ""
         try:
@@ -132,7 +134,7 @@ class TicketCreation:
             check_dedup_key(dedup_key)
             spec = self._templates.get(template_name)
             platform = spec.platform
-            outcome = self._templates.render(spec, variables, variables_size, job_id)
+            outcome = self._templates.render(spec, variables, variables_size, job_id, fit=fit)
             if outcome.violations:
                 raise errors.InvalidArgument(summary(outcome.violations), outcome.violations)
             body = _with_key(dict(variables), dedup_key)

@@ -282,8 +282,9 @@ class OperationStore:
         changes = dict(ticket_changes)
         _check(changes, MAX_CHARS)
 
-        # TAKE_DEDUP_KEY is done by its own statement; None (a key given up) is an ordinary change.
-        take_key = changes.get("open_key", None) is TAKE_DEDUP_KEY
+        # TAKE_DEDUP_KEY is a compare-and-set of its own; a None open_key (a failed create, a resolve
+        # giving the key up) is an ordinary change and must stay in the update.
+        take_key = changes.get("open_key") is TAKE_DEDUP_KEY
         if take_key:
             del changes["open_key"]
 

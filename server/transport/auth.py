@@ -97,6 +97,17 @@ class TokenRegistry:
         return cls(entries)
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value (scheme case-insensitive), or None."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 def _parse_line(words: list[str], where: str, names: set[str]) -> tuple[str, str, frozenset[str]]:
     if len(words) not in (2, 3):
         raise TokensFileError(f"{where}: expected 'name token [scopes]'")

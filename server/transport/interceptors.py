@@ -15,7 +15,7 @@ from grpc import aio
 
 from server.domain import errors
 from server.domain.validation import Violation
-from server.transport.auth import Caller, TokenRegistry, current_caller
+from server.transport.auth import Caller, TokenRegistry, bearer_token, current_caller
 from server.transport.request_checks import Malformed, control_characters, safe_parser
 from server.transport.status import status_of
 
@@ -106,13 +106,8 @@ class AuthInterceptor(aio.ServerInterceptor):
         return handler
 
     def _authenticate(self, details: grpc.HandlerCallDetails) -> Caller | None:
-        header = _metadata_value(details, "authorization")
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._tokens.authenticate(token.strip())
+        token = bearer_token(_metadata_value(details, "authorization"))
+        return None if token is None else self._tokens.authenticate(token)
 
 
 class ErrorInterceptor(aio.ServerInterceptor):

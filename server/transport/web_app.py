@@ -5,6 +5,7 @@
                                                              application/grpc-web[+proto] | ...-text
     GET  /healthz   200 while the process runs (liveness)
     GET  /readyz    200 while serving, 503 during the drain; JSON with each service's status
+    POST /alertmanager/<receiver>   Alertmanager's webhook (alertmanager.py)
 
 Every call goes through web_calls.WebCalls: the gRPC server's own interceptors and handlers. This
 module is the HTTP side only: content types, the body size limit (max_message_bytes, answered
@@ -30,7 +31,9 @@ import grpc
 from aiohttp import web
 
 from server.domain.rules import Limits
-from server.transport import connect_protocol, grpc_web
+from server.transport import alertmanager, connect_protocol, grpc_web
+from server.transport.alertmanager import AlertmanagerEndpoint
+from server.transport.http_request import BodyTooLarge, peer_of, read_body
 from server.transport.web_calls import Outcome, WebCalls
 from server.transport.web_context import Metadata
 
@@ -50,13 +53,16 @@ _ACCEPTED: Final = ", ".join(sorted(connect_protocol.CONTENT_TYPES | grpc_web.CO
 _JSON: Final = "application/json"
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class WebServer:
-    def __init__(self, calls: WebCalls, limits: Limits, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        calls: WebCalls,
+        limits: Limits,
+        readiness: Readiness,
+        alerts: AlertmanagerEndpoint | None = None,
+    ) -> None:
         self._calls = calls
+        self._alerts = alerts
         self._max_bytes = limits.max_message_bytes
         self._max_in_flight = limits.max_concurrent_rpcs
         self._grace = limits.shutdown_grace_seconds
@@ -93,7 +99,9 @@ class WebServer:
             self._runner = None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == "POST":
+        if self._alerts is not None and alertmanager.serves(request.path):
+            response = await self._alert(request, self._alerts)
+        elif request.method == "POST":
             response = await self._rpc(request)
         elif request.method in ("GET", "HEAD") and request.path in ("/healthz", "/readyz"):
             response = self._health(request.path == "/readyz")
@@ -111,6 +119,17 @@ class WebServer:
         serving, services = self._readiness()
         body = {"status": "SERVING" if serving else "NOT_SERVING", "services": services}
         return _json_response(200 if serving else 503, body)
+
+    async def _alert(self, request: web.BaseRequest, alerts: AlertmanagerEndpoint) -> web.Response:
+        # Notifications share the web port's cap on calls in flight; one refused is a 503, which
+        # Alertmanager retries.
+        if self._in_flight >= self._max_in_flight:
+            return alerts.over_capacity(request, self._max_in_flight)
+        self._in_flight += 1
+        try:
+            return await alerts.handle(request)
+        finally:
+            self._in_flight -= 1
 
     async def _rpc(self, request: web.BaseRequest) -> web.Response:
         content_type = request.content_type
@@ -138,7 +157,7 @@ class WebServer:
         self._in_flight += 1
         try:
             if method is None:
-                outcome = await self._calls.call(path, None, _metadata(request), timeout, _peer(request))
+                outcome = await self._calls.call(path, None, _metadata(request), timeout, peer_of(request))
                 # An unknown procedure is HTTP 404, as a Connect router answers it.
                 return _connect_error(outcome, status=404)
             try:
@@ -148,7 +167,7 @@ class WebServer:
             message = (
                 connect_protocol.parse_json(body, method.request_class) if content_type == _JSON else body
             )
-            outcome = await self._calls.call(path, message, _metadata(request), timeout, _peer(request))
+            outcome = await self._calls.call(path, message, _metadata(request), timeout, peer_of(request))
         finally:
             self._in_flight -= 1
         if outcome.code is not grpc.StatusCode.OK or outcome.response is None:
@@ -175,7 +194,7 @@ class WebServer:
                 # base64 carries 4 bytes for each 3: the limit applies to the message, not its text.
                 limit = self._max_bytes * 4 // 3 + 16 if text else self._max_bytes + 5
                 message = grpc_web.unframe(grpc_web.decode_body(await self._read(request, limit), text))
-            outcome = await self._calls.call(path, message, _metadata(request), timeout, _peer(request))
+            outcome = await self._calls.call(path, message, _metadata(request), timeout, peer_of(request))
         except grpc_web.FrameError as exc:
             outcome = Outcome(exc.code, str(exc))
         except BodyTooLarge:
@@ -187,19 +206,7 @@ class WebServer:
     # ------------------------------------------------------------------------------ shared
 
     async def _read(self, request: web.BaseRequest, limit: int | None = None) -> bytes:
-        """The body, refused past the limit without reading all of it."""
-        limit = self._max_bytes if limit is None else limit
-        if request.content_length is not None and request.content_length > limit:
-            raise BodyTooLarge
-        chunks, size = [], 0
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
+        return await read_body(request, self._max_bytes if limit is None else limit)
 
     def _over_cap(self) -> Outcome:
         return Outcome(
@@ -248,16 +255,6 @@ def _metadata(request: web.BaseRequest) -> Metadata:
         else:
             found.append((key, value))
     return tuple(found)
-
-
-def _peer(request: web.BaseRequest) -> str:
-    """grpc's peer format: ipv4:127.0.0.1:5000, ipv6:[::1]:5000."""
-    transport = request.transport
-    address = transport.get_extra_info("peername") if transport is not None else None
-    if not isinstance(address, tuple) or len(address) < 2:
-        return ""
-    host, port = address[0], address[1]
-    return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
 
 
 def _tls_context(cert: str, key: str) -> ssl.SSLContext:

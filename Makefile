@@ -7,16 +7,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
+# The page's toolchain (web/package-lock.json); npm ci writes this file last.
+WEB_MODULES := web/node_modules/.package-lock.json
 
-.PHONY: run test lint protos install clean
+.PHONY: run test lint protos web install clean
 
 run: $(STAMP)
 	$(BIN)/itsm-gateway dev
 
-test: $(STAMP) $(BUF)
+test: $(STAMP) $(BUF) $(WEB_MODULES)
 	$(BIN)/ruff check .
 	$(BUF) lint
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/build_web.py --check
 	@if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/alerts.yml; \
 	else echo "promtool not installed: skipping alert rule check (CI installs it)"; fi
 	$(BIN)/pytest -q
@@ -25,9 +28,14 @@ lint: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BUF) lint
 
-# Regenerate gen/itsm/v1 after editing protos/.
-protos: $(STAMP)
+# Regenerate gen/itsm/v1 and the page's stubs (and the page) after editing protos/.
+protos: $(STAMP) $(BUF) $(WEB_MODULES)
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/build_web.py
+
+# Rebuild web/built (committed) after editing web/.
+web: $(STAMP) $(BUF) $(WEB_MODULES)
+	$(BIN)/python scripts/build_web.py
 
 install: $(STAMP)
 
@@ -42,5 +50,9 @@ $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/node_modules var .pytest_cache .ruff_cache

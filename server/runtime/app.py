@@ -35,6 +35,7 @@ from server.transport.auth import TokenRegistry
 from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
 from server.transport.services import Services
 from server.transport.web_app import WebServer
+from server.transport.web_page import WebPage
 
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
@@ -141,7 +142,7 @@ class Gateway:
 
     async def _start_web(self, config: GatewayConfig) -> None:
         assert self._grpc is not None
-        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness)
+        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, WebPage.load())
         tls = self.options.tls
         try:
             self.web_port = await web.start(

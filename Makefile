@@ -6,6 +6,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser test's packages (the `browser` extra): make test installs them, make run does not.
+BROWSER_STAMP := $(VENV)/.installed-browser
 BUF := node_modules/.bin/buf
 # The page's toolchain (web/package-lock.json); npm ci writes this file last.
 WEB_MODULES := web/node_modules/.package-lock.json
@@ -15,7 +17,7 @@ WEB_MODULES := web/node_modules/.package-lock.json
 run: $(STAMP)
 	$(BIN)/itsm-gateway dev
 
-test: $(STAMP) $(BUF) $(WEB_MODULES)
+test: $(STAMP) $(BROWSER_STAMP) $(BUF) $(WEB_MODULES)
 	$(BIN)/ruff check .
 	$(BUF) lint
 	$(BIN)/python scripts/gen_protos.py --check
@@ -44,6 +46,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(BROWSER_STAMP): $(STAMP)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,browser]'
 	@touch $@
 
 $(BUF): package.json package-lock.json

@@ -70,7 +70,9 @@ async def test_sign_in_pick_a_template_fix_a_violation_create_and_find_the_ticke
     await session.sign_in("not-the-token-0123456789")
     await expect(page.get_by_role("alert")).to_contain_text("refused this token")
 
-    await session.sign_in()
+    # By keyboard: the token, Enter; a template, Space.
+    await page.get_by_label("Bearer token").fill(WRITER)
+    await page.get_by_label("Bearer token").press("Enter")
     await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     # The token lives in this tab's sessionStorage, and nowhere in the URL.
     assert await page.evaluate("sessionStorage.getItem('itsm-gateway.token')") == WRITER
@@ -80,7 +82,8 @@ async def test_sign_in_pick_a_template_fix_a_violation_create_and_find_the_ticke
     jira = page.get_by_role("group", name="Jira")
     await expect(jira.get_by_role("radio", name="jira_job_failure_bug")).to_be_visible()
     await expect(page.get_by_role("group", name="ServiceNow").get_by_role("radio")).to_have_count(2)
-    await jira.get_by_role("radio", name="jira_job_failure_bug").check()
+    await jira.get_by_role("radio", name="jira_job_failure_bug").focus()
+    await page.keyboard.press("Space")
     await expect(page.get_by_text("A bug filed from a failed pipeline job").first).to_be_visible()
 
     # A pipeline name with a space breaks the labels rule: shown next to the pipeline input.

@@ -138,12 +138,14 @@ function SlaBadge({ sla }: { sla?: Sla }) {
   const due = sla && !sla.acknowledgedTime ? sla.responseDueTime : sla && !sla.resolvedTime ? sla.resolutionDueTime : undefined;
   const what = sla && !sla.acknowledgedTime ? "respond" : "resolve";
   return (
-    <span className={`badge sla-${SlaState[state].toLowerCase()}`}>
-      {slaName(state)}
+    <>
+      <span className={`badge sla-${SlaState[state].toLowerCase()}`}>{slaName(state)}</span>
       {due && state !== SlaState.MET && (
-        <span className="due"> · {what} by <Time date={timestampDate(due)} /></span>
+        <span className="due">
+          {what} by <Time date={timestampDate(due)} />
+        </span>
       )}
-    </span>
+    </>
   );
 }
 

@@ -9,11 +9,14 @@ import gzip
 import re
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from sandbox import SandboxConfig, start_sandbox
+from server.runtime.devmode import dev_banner
 from server.transport import web_page
 from server.transport.web_page import WebPage
 from tests.gateway import Harness, running_gateway
@@ -184,6 +187,24 @@ def test_the_served_files_are_exactly_the_built_page() -> None:
     }
     assert page.paths == on_disk
     assert "/index.html" in on_disk
+
+
+@dataclass(frozen=True)
+class Ports:
+    grpc_port: int = 50051
+    metrics_port: int = 9464
+    web_port: int = 8080
+
+
+async def test_the_dev_banner_shows_where_the_page_is_and_how_to_sign_in() -> None:
+    sandbox = await start_sandbox(SandboxConfig.on_free_ports())
+    try:
+        open_banner = dev_banner(Ports(), sandbox, "sqlite+aiosqlite:///var/itsm.db", tokens=False)
+        with_tokens = dev_banner(Ports(), sandbox, "sqlite+aiosqlite:///var/itsm.db", tokens=True)
+    finally:
+        await sandbox.stop()
+    assert "page          http://127.0.0.1:8080/" in open_banner
+    assert "token left empty" in open_banner and "token from the tokens file" in with_tokens
 
 
 # ------------------------------------------------------------------------------ any page's files

@@ -117,6 +117,9 @@ class Gateway:
             templates=templates,
         )
         self.reconciler = Reconciler(ledger, engine, {create.kind: create, **lifecycle.kinds})
+        # Read (and compressed) before any port opens: the gRPC health check answers SERVING as soon
+        # as that server starts, and a caller who saw it may call the web port at once.
+        page = WebPage.load() if self.options.web_port is not None else None
         self._grpc = GrpcServer(services, config.limits, self.options.tokens)
         address = f"{self.options.bind}:{self.options.grpc_port}"
         try:
@@ -128,8 +131,8 @@ class Gateway:
             await self._grpc.set_platform(platform, kept=True)
         self.markers.listen(self._grpc.set_platform)
         await self.markers.refresh()
-        if self.options.web_port is not None:
-            await self._start_web(config)
+        if page is not None:
+            await self._start_web(config, page)
         if self.options.metrics_port is not None:
             self._metrics = MetricsEndpoint(self.options.metrics_bind, self.options.metrics_port)
             try:
@@ -140,9 +143,9 @@ class Gateway:
         self._start_background(config)
         await self._grpc.set_serving(True)
 
-    async def _start_web(self, config: GatewayConfig) -> None:
+    async def _start_web(self, config: GatewayConfig, page: WebPage) -> None:
         assert self._grpc is not None
-        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, WebPage.load())
+        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, page)
         tls = self.options.tls
         try:
             self.web_port = await web.start(

@@ -143,7 +143,7 @@ def _asset(path: str, body: bytes) -> Asset:
     extension = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
     gzipped = None
     if extension in _COMPRESSIBLE and len(body) >= _MIN_GZIP_BYTES:
-        gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+        gzipped = gzip.compress(body, mtime=0)  # level 9 takes twice as long to save 0.3%
     return Asset(
         body=body,
         gzipped=gzipped,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from itsm.v1 import ticket_pb2, ticket_service_pb2
+from itsm.v1 import common_pb2, ticket_pb2, ticket_service_pb2
 from tests import browser
 from tests.gateway import Harness, running_gateway
 from tests.test_server import TOKENS, WRITER
@@ -206,3 +206,31 @@ async def test_free_form_is_checked_as_you_type_then_created(session: Session) -
     assert ticket.fields["summary"] == "Disk full on db-01" and ticket.fields["priority"] == "High"
     assert await harness.records("jira") == 1
     await expect(page.locator(f"tr[data-ticket-id='{ticket.id}']")).to_contain_text("Disk full on db-01")
+
+
+async def test_the_list_pages_with_page_tokens(session: Session) -> None:
+    page, harness = session.page, session.harness
+    for n in range(21):  # one more than a page
+        await harness.tickets.CreateTicket(
+            ticket_service_pb2.CreateTicketRequest(
+                platform=common_pb2.PLATFORM_SERVICENOW, request_id=f"page-{n}", fields={"summary": f"Ticket {n}"}
+            ),
+            metadata=AUTH,
+        )
+    await session.sign_in()
+    rows = page.locator("tbody tr")
+    await expect(rows).to_have_count(20)
+    await expect(rows.first).to_contain_text("Ticket 20")  # newest first
+    previous, following = page.get_by_role("button", name="Previous page"), page.get_by_role("button", name="Next page")
+    await expect(previous).to_be_disabled()
+    await following.click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Ticket 0")
+    await expect(following).to_be_disabled()
+    await previous.click()
+    await expect(rows).to_have_count(20)
+    # A filter starts again from the first page.
+    await following.click()
+    await expect(rows).to_have_count(1)
+    await page.locator("#filter-platform").select_option(label="ServiceNow")
+    await expect(rows).to_have_count(20)

@@ -3,7 +3,7 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import { type Api, CREATE_TIMEOUT_MS, READ_TIMEOUT_MS } from "./api";
 import { useCreation } from "./creation";
 import { type Failure, type Violation, describe, failure } from "./errors";
-import { baseField, groupBy } from "./fields";
+import { baseField, groupBy, unique } from "./fields";
 import { Platform } from "./gen/itsm/v1/common_pb";
 import { PLATFORMS } from "./labels";
 import { Outcome } from "./Outcome";
@@ -93,7 +93,7 @@ function FreeformForm({ api, platform, onCreated }: { api: Api; platform: Platfo
   });
 
   const failed = creation.attempt.kind === "failed" ? creation.attempt.failure.violations : [];
-  const all = [...(checked ?? []), ...failed];
+  const all = unique([...(checked ?? []), ...failed]);
   const names = new Set(rows.map((r) => r.name.trim()));
   const byField = groupBy(all, (v) => [baseField(v.field)]);
   const elsewhere = all.filter((v) => !names.has(baseField(v.field)) && v.field !== "job_id" && v.field !== "dedup_key");

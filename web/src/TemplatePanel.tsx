@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from "react";
 import { type Api, CREATE_TIMEOUT_MS, READ_TIMEOUT_MS } from "./api";
 import { useCreation } from "./creation";
 import { type Failure, type Violation, describe, failure } from "./errors";
-import { baseField, groupBy, nestedVariables, placeholders, variableOf } from "./fields";
+import { baseField, groupBy, nestedVariables, placeholders, unique, variableOf } from "./fields";
 import type { Platform } from "./gen/itsm/v1/common_pb";
 import type { Template } from "./gen/itsm/v1/template_service_pb";
 import { PLATFORMS, platformName } from "./labels";
@@ -134,7 +134,7 @@ function TemplateForm({ api, template, onCreated }: { api: Api; template: Templa
     return map;
   }, [template]);
   const failed = creation.attempt.kind === "failed" ? creation.attempt.failure.violations : [];
-  const all = [...(preview?.violations ?? []), ...failed];
+  const all = unique([...(preview?.violations ?? []), ...failed]);
   const byInput = groupBy(all, (v) => {
     if (v.field === "job_id") return [JOB];
     if (v.field === "dedup_key") return ["dedup_key"];

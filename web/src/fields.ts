@@ -55,3 +55,12 @@ export function groupBy(violations: Violation[], key: (v: Violation) => string[]
   }
   return groups;
 }
+
+// Each violation once: a create refused for what the preview already shows says it again.
+export function unique(violations: Violation[]): Violation[] {
+  const seen = new Set<string>();
+  return violations.filter((v) => {
+    const key = `${v.field}\u0000${v.reason}\u0000${v.description}`;
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}

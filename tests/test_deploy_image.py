@@ -355,6 +355,15 @@ def test_install_script_builds_a_venv_that_serves_as_a_non_root_user(shared_dir:
         # The web port's readiness, as an HTTP probe would see it.
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/readyz", timeout=10) as ready:
             assert ready.status == 200
+        # The page ships in the wheel, found through importlib.resources in a plain install.
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=10) as page:
+            html = page.read().decode()
+        assert '<div id="root">' in html
+        assets = re.findall(r'(?:src|href)="\./([^"]+)"', html)
+        assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+        for asset in assets:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/{asset}", timeout=10) as served:
+                assert served.status == 200 and served.read(), asset
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, log.read_text()
     finally:

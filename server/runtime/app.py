@@ -38,6 +38,7 @@ from server.transport.auth import TokenRegistry
 from server.transport.grpc_server import BindError, GrpcServer, TlsFiles
 from server.transport.services import Services
 from server.transport.web_app import WebServer
+from server.transport.web_page import WebPage
 
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
@@ -123,6 +124,9 @@ class Gateway:
         )
         self._alerts = AlertNotifications(config, creation, lifecycle, self._store, metrics)
         self.reconciler = Reconciler(ledger, engine, {create.kind: create, **lifecycle.kinds})
+        # Read (and compressed) before any port opens: the gRPC health check answers SERVING as soon
+        # as that server starts, and a caller who saw it may call the web port at once.
+        page = WebPage.load() if self.options.web_port is not None else None
         self._grpc = GrpcServer(
             services, config.limits, self.options.tokens, reuse_port=self.options.reuse_port
         )
@@ -136,8 +140,8 @@ class Gateway:
             await self._grpc.set_platform(platform, kept=True)
         self.markers.listen(self._grpc.set_platform)
         await self.markers.refresh()
-        if self.options.web_port is not None:
-            await self._start_web(config)
+        if page is not None:
+            await self._start_web(config, page)
         if self.options.metrics_port is not None:
             self._metrics = MetricsEndpoint(self.options.metrics_bind, self.options.metrics_port)
             try:
@@ -148,7 +152,7 @@ class Gateway:
         self._start_background(config)
         await self._grpc.set_serving(True)
 
-    async def _start_web(self, config: GatewayConfig) -> None:
+    async def _start_web(self, config: GatewayConfig, page: WebPage) -> None:
         assert self._grpc is not None
         assert self._alerts is not None
         alerts = AlertmanagerEndpoint(
@@ -157,7 +161,7 @@ class Gateway:
             AlertmanagerMetrics(config.alertmanager.receivers),
             config.limits.max_message_bytes,
         )
-        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, alerts)
+        web = WebServer(self._grpc.web_calls(), config.limits, self._grpc.readiness, alerts, page)
         tls = self.options.tls
         try:
             self.web_port = await web.start(

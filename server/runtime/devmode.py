@@ -51,6 +51,7 @@ def dev_banner(gateway: _Served, sandbox: RunningSandbox, database_url: str, tok
     g = f"grpcurl -plaintext{auth}"
     c = f"curl -s{auth} -H 'Content-Type: application/json'"
     web = f"localhost:{gateway.web_port}"
+    sign_in = "with a token from the tokens file" if tokens else "with the token left empty: no tokens file"
     emulated = registered()
     sandboxes = "\n".join(
         f"  sandbox       {emulated[name].title or name:<11} {url}  ({':'.join(emulated[name].credentials)})"
@@ -63,6 +64,7 @@ def dev_banner(gateway: _Served, sandbox: RunningSandbox, database_url: str, tok
     )
     return f"""
 itsm-gateway dev mode
+  page          http://127.0.0.1:{gateway.web_port}/  (open it in a browser; sign in {sign_in})
   gRPC          127.0.0.1:{port}
   web           http://127.0.0.1:{gateway.web_port}  (Connect JSON/binary, gRPC-web; /healthz, /readyz)
   metrics       http://127.0.0.1:{gateway.metrics_port}/metrics

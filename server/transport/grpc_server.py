@@ -127,6 +127,10 @@ class GrpcServer:
         self._statuses[service] = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
     async def start(self) -> None:
+        # grpc's HealthServicer answers SERVING for the server ("") until told otherwise: a caller
+        # polling health would then reach for the web or metrics port before they are bound.
+        # set_serving(True) says so once the gateway has started everything.
+        await self._set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         await self._set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 

@@ -1,11 +1,13 @@
 """The web port: TicketService and TemplateService over Connect (JSON and binary) and gRPC-web, plus
-/healthz and /readyz, on one HTTP/1.1 listener in the gateway's event loop.
+/healthz, /readyz and the page for people (web_page.py), on one HTTP/1.1 listener in the gateway's
+event loop.
 
     POST /itsm.v1.TicketService/CreateTicket   Content-Type: application/json | application/proto
                                                              application/grpc-web[+proto] | ...-text
     GET  /healthz   200 while the process runs (liveness)
     GET  /readyz    200 while serving, 503 during the drain; JSON with each service's status
     POST /alertmanager/<receiver>   Alertmanager's webhook (alertmanager.py)
+    GET  /          the page (and /assets/...): web_page.WebPage
 
 Every call goes through web_calls.WebCalls: the gRPC server's own interceptors and handlers. This
 module is the HTTP side only: content types, the body size limit (max_message_bytes, answered
@@ -36,6 +38,7 @@ from server.transport.alertmanager import AlertmanagerEndpoint
 from server.transport.http_request import BodyTooLarge, peer_of, read_body
 from server.transport.web_calls import Outcome, WebCalls
 from server.transport.web_context import Metadata
+from server.transport.web_page import WebPage, not_found
 
 # (serving, status of each health service name): read from the gRPC server's health state.
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
@@ -60,9 +63,11 @@ class WebServer:
         limits: Limits,
         readiness: Readiness,
         alerts: AlertmanagerEndpoint | None = None,
+        page: WebPage | None = None,
     ) -> None:
         self._calls = calls
         self._alerts = alerts
+        self._page = page
         self._max_bytes = limits.max_message_bytes
         self._max_in_flight = limits.max_concurrent_rpcs
         self._grace = limits.shutdown_grace_seconds
@@ -105,9 +110,10 @@ class WebServer:
             response = await self._rpc(request)
         elif request.method in ("GET", "HEAD") and request.path in ("/healthz", "/readyz"):
             response = self._health(request.path == "/readyz")
+        elif request.method in ("GET", "HEAD"):
+            response = self._page.answer(request) if self._page is not None else not_found()
         else:
-            status = 404 if request.method in ("GET", "HEAD") else 405
-            response = web.Response(status=status, text="not found\n")
+            response = web.Response(status=405, text="not found\n")
         serving, _ = self._readiness()
         if not serving:
             response.force_close()  # draining: callers reconnect, and find a replica that serves

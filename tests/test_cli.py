@@ -160,18 +160,34 @@ def test_check_config_on_a_database_no_gateway_used_says_so_and_creates_nothing(
     assert not missing.exists()
 
 
-def test_a_schema_a_newer_version_migrated_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_newer_schema_runs_when_it_says_it_is_compatible_and_is_refused_in_one_line_otherwise(
+    tmp_path: Path,
+) -> None:
+    """A rolling upgrade: the new version migrated (an expand migration keeps schema_compat at a
+    revision the old version knows), so the old replicas keep serving; after a contract migration
+    they refuse to start, in one line, and migrate refuses to touch the schema."""
     import sqlite3
 
     url = f"sqlite+aiosqlite:///{tmp_path}/newer.db"
     code, err = run("migrate", "--database-url", url, cwd=tmp_path)
     assert code == 0, err
     with sqlite3.connect(tmp_path / "newer.db") as db:
-        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed0099'")
-    for command in (("migrate", "--database-url", url),
-                    ("serve", "--allow-unauthenticated", "--config", str(SHIPPED_CONFIG), "--database-url", url,
-                     "--grpc-port", str(free_port()), "--web-port", str(free_port()),
-                     "--metrics-port", str(free_port()))):
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed0099'")  # an expand migration
+    port = free_port()
+    serve = ("serve", "--allow-unauthenticated", "--config", str(SHIPPED_CONFIG), "--database-url", url,
+             "--grpc-port", str(port), "--web-port", str(free_port()), "--metrics-port", str(free_port()))
+    process = gateway(*serve, cwd=tmp_path)
+    try:
+        wait_serving(port, process)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "newer than this version's" in err and "compatible with it (since 0005)" in err
+
+    with sqlite3.connect(tmp_path / "newer.db") as db:
+        db.execute("UPDATE schema_compat SET compatible_since = 'f00dfeed0099'")  # a contract one
+    for command in (("migrate", "--database-url", url), serve):
         code, err = run(*command, cwd=tmp_path)
         assert code == 1, err
         assert "f00dfeed0099, which this version does not know" in err and "Traceback" not in err, err

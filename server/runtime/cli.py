@@ -295,16 +295,25 @@ async def _migrate(url: str) -> int:
 
 
 async def _prepare_database(url: str, *, apply: bool) -> None:
-    """Applies migrations, or (PostgreSQL under serve) refuses a schema that is behind."""
+    """Applies migrations, or (PostgreSQL under serve) refuses a schema that is behind. A schema a
+    newer version migrated is run on when that version declared it compatible with this one (an
+    expand migration, during a rolling upgrade), else refused."""
     try:
-        if apply:
+        status = await schema_status(url)
+        if status.known and apply:
             await migrate(url)
             return
-        status = await schema_status(url)
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
     if not status.known:
-        raise CliError(status.newer_message())
+        if not status.compatible:
+            raise CliError(status.newer_message())
+        print(
+            f"itsm-gateway: database schema {status.current} is newer than this version's "
+            f"{status.head}, and compatible with it (since {status.compatible_since}): serving",
+            file=sys.stderr, flush=True,
+        )
+        return
     if not status.up_to_date:
         raise CliError(
             f"database schema is at {status.current or 'empty'}, this version needs {status.head}: "

@@ -16,12 +16,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import server.storage.migrations
 from server.storage.database import SQLITE_BEGIN_IMMEDIATE, DatabaseError, connect, create_engine
+from server.storage.schema import schema_compat
 
 MIGRATIONS_DIR = Path(server.storage.migrations.__file__).resolve().parent
 # Several gateways starting together against one PostgreSQL migrate one at a time.
@@ -34,11 +35,16 @@ class SchemaStatus:
     head: str
     up_to_date: bool
     known: bool = True  # False: a revision this version has no migration for (a newer version's)
+    # For an unknown (newer) revision: its schema_compat row names a revision this version knows, so
+    # this version runs on it (an expand migration's schema, during a rolling upgrade).
+    compatible: bool = False
+    compatible_since: str | None = None
 
     def newer_message(self) -> str:
         return (
             f"database schema is at revision {self.current}, which this version does not know "
-            f"(its newest is {self.head}): it was migrated by a newer version; run that version, "
+            f"(its newest is {self.head}): it was migrated by a newer version that this one cannot "
+            f"run beside (compatible since {self.compatible_since or 'unknown'}); run that version, "
             "or restore a backup taken before the upgrade"
         )
 
@@ -80,8 +86,23 @@ async def schema_status(engine_or_url: AsyncEngine | str) -> SchemaStatus:
     head = head_revision()
     async with _connection(engine_or_url) as connection:
         current = await connection.run_sync(_current_revision)
-    known = current is None or _known(current)
-    return SchemaStatus(current=current, head=head, up_to_date=current == head, known=known)
+        known = current is None or _known(current)
+        since = None if known else await connection.run_sync(_compatible_since)
+    return SchemaStatus(
+        current=current,
+        head=head,
+        up_to_date=current == head,
+        known=known,
+        compatible=since is not None and _known(since),
+        compatible_since=since,
+    )
+
+
+def _compatible_since(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("schema_compat"):
+        return None
+    row = connection.execute(select(schema_compat.c.compatible_since).where(schema_compat.c.id == 1)).first()
+    return None if row is None else str(row[0])
 
 
 def _known(revision: str) -> bool:

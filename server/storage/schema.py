@@ -190,6 +190,16 @@ platform_checks = Table(
 )
 
 
+# One row: the oldest schema revision whose gateway still runs on this schema (migration 0005 says
+# how expand and contract migrations keep it).
+schema_compat = Table(
+    "schema_compat",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("compatible_since", String(32), nullable=False),
+)
+
+
 def _max_chars(table: Table) -> dict[str, int]:
     limits = {}
     for column in table.c:

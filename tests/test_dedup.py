@@ -242,3 +242,18 @@ async def test_a_platform_that_cannot_say_where_the_ticket_stands_is_unavailable
     await harness.sandbox_put("servicenow", "/_sandbox/faults", {"error_rate": 0})
     again = await harness.tickets.CreateTicket(create(SN, "d2", "down"))  # decides afresh: attaches
     assert again.outcome == ATTACHED and again.ticket.id == first.ticket.id
+
+
+async def test_a_sync_round_over_several_tickets_records_a_person_resolving_one(harness) -> None:
+    """One sync round writes a batch of tickets in one statement (executemany): a ticket a person
+    resolved on the platform gives its key up, the others keep theirs."""
+    tickets = [(await harness.tickets.CreateTicket(create(SN, f"s{i}", f"key-{i}"))).ticket for i in range(3)]
+    path = f"/api/now/table/incident/{tickets[1].external_id}"
+    await harness.platform_call(
+        "servicenow", "PATCH", path, {"state": "6", "close_code": "Solution provided", "close_notes": "x"}
+    )
+    assert await harness.gateway.sla_sync.run_once() == 3
+    still_open = await harness.tickets.ListTickets(listed(open_only=True))
+    assert sorted(t.id for t in still_open.tickets) == sorted([tickets[0].id, tickets[2].id])
+    again = await harness.tickets.CreateTicket(create(SN, "s-again", "key-1"))
+    assert again.outcome == REOPENED and again.ticket.id == tickets[1].id

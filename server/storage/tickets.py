@@ -33,7 +33,10 @@ _SLA_COLUMNS = ("acknowledged_at", "resolved_at", "sla_state", "platform_status"
 _DONE = sorted(DONE_STATUSES)
 # A new status ("" keeps the old one); a ticket no longer open gives its dedup key up.
 _NEW_STATUS = case((bindparam("new_status") == "", tickets.c.status), else_=bindparam("new_status"))
-_KEY_KEPT = case((bindparam("new_status").in_(_DONE), None), else_=tickets.c.open_key)
+# Equalities, not IN: an IN over a list is an "expanding" parameter, which executemany refuses.
+_KEY_KEPT = case(
+    (or_(*(bindparam("new_status") == status for status in _DONE)), None), else_=tickets.c.open_key
+)
 _RESOLUTION = case(
     (bindparam("new_status") == "", tickets.c.resolution), else_=bindparam("new_resolution")
 )

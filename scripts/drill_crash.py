@@ -76,6 +76,7 @@ async def crash_drill(
         async def killer() -> None:
             await progress.milestone.wait()
             kill["answered"] = progress.answered
+            kill["in_flight"] = progress.started - progress.answered
             kill["at_seconds"] = round(time.monotonic() - started, 1)
             gateway.kill()
             gateway.start()

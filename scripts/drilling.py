@@ -105,6 +105,19 @@ class Timings:
 # -- processes ---------------------------------------------------------------------------------
 
 
+def clock_ahead(offset: str) -> dict[str, str] | None:
+    """The environment that moves a process's wall clock by `offset` ("+5m") through Debian's
+    libfaketime (the monotonic clock stays real); None without it (apt-get install faketime)."""
+    library = next(
+        (p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                     "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1") if Path(p).is_file()),
+        None,
+    )
+    if library is None:
+        return None
+    return {"LD_PRELOAD": library, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -485,6 +498,7 @@ def answer_of(op: Op, reply: Any) -> tuple[str, str]:
 class Progress:
     total: int
     answered: int = 0
+    started: int = 0  # operations that took a slot (in flight: started - answered)
     milestone: asyncio.Event = field(default_factory=asyncio.Event)
     threshold: int = 0
 
@@ -511,6 +525,7 @@ async def run_workload(
                 op.done.set()
                 return
         async with gate:
+            progress.started += 1
             answered: set[str] = set()
             while True:
                 targets = [g for g in live() if g not in answered]
@@ -787,3 +802,26 @@ def keep_or_remove(scratch: Path, keep: bool) -> None:
         print(f"  logs and config kept in {scratch}")
     else:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def verify_breaches(database: Database, logs: Iterable[Path], verdict: Verdict) -> None:
+    """Every SLA breach the database holds was counted once, by one gateway (its log line, the same
+    moment it counts itsm_sla_breaches_total), and none was counted that the database does not hold."""
+    rows = await database.rows("SELECT id, sla_breaches FROM tickets WHERE sla_breaches <> ''")
+    recorded = {(ticket, kind) for ticket, kinds in rows for kind in kinds.split(",") if kind}
+    counted = breaches_logged(logs)
+    twice = {k: n for k, n in counted.items() if n > 1}
+    unrecorded = set(counted) - recorded
+    uncounted = recorded - set(counted)
+    verdict.figures.update(
+        breached_tickets=len(rows), breaches_recorded=len(recorded),
+        breaches_counted=sum(counted.values()), breaches_counted_twice=len(twice),
+    )
+    if not recorded:
+        verdict.fail("no ticket breached: the drill's SLA targets did not bite")
+    if twice:
+        verdict.fail(f"{len(twice)} breaches counted more than once, e.g. {sorted(twice.items())[:3]}")
+    if unrecorded:
+        verdict.fail(f"{len(unrecorded)} breaches counted but not recorded, e.g. {sorted(unrecorded)[:3]}")
+    if uncounted:
+        verdict.fail(f"{len(uncounted)} breaches recorded but never counted, e.g. {sorted(uncounted)[:3]}")

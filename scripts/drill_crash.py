@@ -50,14 +50,14 @@ from drilling import (
 async def crash_drill(
     database: str, creates: int = 500, in_flight: int = 100, seed: int = 12, kill_after: float = 0.3,
     web_share: float = 0.25, faults: Faults | None = None, timings: Timings | None = None,
-    keep: bool = False,
+    keep: bool = False, postgres_url: str | None = None,
 ) -> Verdict:
     faults, timings = faults or Faults(), timings or Timings()
     scratch = Path(tempfile.mkdtemp(prefix=f"drill-crash-{database}-"))
     verdict = Verdict()
     run = uuid.uuid4().hex[:6]
     ops = plan(creates, seed, run, web_share)
-    db = Database(database, scratch)
+    db = Database(database, scratch, postgres_url)
     sandbox = SandboxProcess(scratch, faults, seed)
     gateway: GatewayProcess | None = None
     try:

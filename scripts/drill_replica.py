@@ -50,7 +50,7 @@ from drilling import (
 async def replica_drill(
     skewed: bool, creates: int = 500, in_flight: int = 100, seed: int = 12, kill_after: float = 0.3,
     web_share: float = 0.25, faults: Faults | None = None, timings: Timings | None = None,
-    keep: bool = False,
+    keep: bool = False, postgres_url: str | None = None,
 ) -> Verdict:
     """One half: `skewed` runs gateway b five minutes ahead; gateway a is the one killed."""
     faults, timings = faults or Faults(), timings or Timings()
@@ -64,7 +64,7 @@ async def replica_drill(
         return verdict
     run = uuid.uuid4().hex[:6]
     ops = plan(creates, seed, run, web_share)
-    db = Database("postgres", scratch)
+    db = Database("postgres", scratch, postgres_url)
     sandbox = SandboxProcess(scratch, faults, seed)
     gateways: list[GatewayProcess] = []
     try:
@@ -115,7 +115,7 @@ async def replica_drill(
         # Let the survivor's status sync take over the dead one's claims and record what breached.
         await asyncio.sleep(timings.sla_lease_seconds + 3 * timings.sla_sync_interval_seconds)
         await verify(ops, sandbox, db, verdict)
-        await verify_breaches(db, [g.log for g in gateways], verdict)
+        await verify_breaches(db, [g.log for g in gateways], verdict, killed=bool(kill))
     finally:
         for gateway in gateways:
             gateway.stop()

@@ -11,6 +11,7 @@ at a reduced size.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -49,9 +50,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 PLATFORMS = ("servicenow", "jira")
 PLATFORM_ENUM = {"servicenow": common_pb2.PLATFORM_SERVICENOW, "jira": common_pb2.PLATFORM_JIRA}
-SANDBOX_AUTH = {
-    "servicenow": aiohttp.BasicAuth(servicenow_sandbox.DEFAULT_USER, servicenow_sandbox.DEFAULT_PASSWORD),
-    "jira": aiohttp.BasicAuth(jira_sandbox.DEFAULT_USER, jira_sandbox.DEFAULT_TOKEN),
+SANDBOX_AUTH = {  # Authorization headers for the sandbox's well-known credentials
+    "servicenow": "Basic " + base64.b64encode(
+        f"{servicenow_sandbox.DEFAULT_USER}:{servicenow_sandbox.DEFAULT_PASSWORD}".encode()
+    ).decode(),
+    "jira": "Basic " + base64.b64encode(
+        f"{jira_sandbox.DEFAULT_USER}:{jira_sandbox.DEFAULT_TOKEN}".encode()
+    ).decode(),
 }
 # Codes a caller repeats its request_id on: the gateway died, restarted, is still settling the
 # outcome (OutcomePending is UNAVAILABLE), or ran out of time.
@@ -603,9 +608,10 @@ class Records:
     comments: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # record id -> texts
 
 
-async def _get(http: aiohttp.ClientSession, url: str, auth: aiohttp.BasicAuth, params: Any = None) -> Any:
+async def _get(http: aiohttp.ClientSession, url: str, auth: str, params: Any = None) -> Any:
+    headers = {"Accept": "application/json", "Authorization": auth}
     for _ in range(10):
-        async with http.get(url, auth=auth, params=params, headers={"Accept": "application/json"}) as reply:
+        async with http.get(url, params=params, headers=headers) as reply:
             if reply.status == 200:
                 return await reply.json()
         await asyncio.sleep(0.5)

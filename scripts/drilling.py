@@ -797,7 +797,8 @@ def breaches_logged(logs: Iterable[Path]) -> Counter[tuple[str, str]]:
 
 
 def print_figures(title: str, verdict: Verdict) -> None:
-    print(f"{'PASS' if verdict.passed else 'FAIL'} {title}")
+    verdict_line = "PASS" if verdict.passed else f"FAIL ({len(verdict.failures)} failures)"
+    print(f"{verdict_line} {title}")
     for key, value in verdict.figures.items():
         print(f"  {key}: {value}")
     for failure in verdict.failures[:20]:

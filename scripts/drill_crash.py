@@ -63,7 +63,7 @@ async def crash_drill(
     try:
         await sandbox.ready()
         config = scratch / "itsm_config.json"
-        env = write_config(sandbox.urls, config, timings, tiny_sla=False)
+        env = write_config(sandbox.urls, config, timings, faults, tiny_sla=False)
         await db.create(scratch)
         gateway = GatewayProcess("a", config, db.url, scratch, env)
         gateway.start()

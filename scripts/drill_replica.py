@@ -70,7 +70,7 @@ async def replica_drill(
     try:
         await sandbox.ready()
         config = scratch / "itsm_config.json"
-        env = write_config(sandbox.urls, config, timings, tiny_sla=True)
+        env = write_config(sandbox.urls, config, timings, faults, tiny_sla=True)
         await db.create(scratch)
         gateways = [
             GatewayProcess("a", config, db.url, scratch, env),

@@ -70,8 +70,9 @@ CALL_TIMEOUT_SECONDS = 20.0
 @dataclass(frozen=True)
 class Faults:
     """What the sandbox does wrong (issue 12): 20% 503/429/502/504, 5% drops after commit, 5% late
-    commits, Jira search lag. The lag and the late commit are shorter than the gateway's confirmation
-    delays in the drill configuration (Timings), as the platforms' real ones are shorter than theirs."""
+    commits, Jira search lag. The late commit (plus the lag, for a search) is shorter than the gateway's
+    confirmation delays in the drill configuration (Timings), as a real platform's are shorter than
+    the delays configured for it."""
 
     error_rate: float = 0.20
     statuses: tuple[int, ...] = (503, 429, 502, 504)
@@ -100,8 +101,11 @@ class Timings:
     pending_lease_seconds: float = 20.0
     reconcile_interval_seconds: float = 2.0
     in_flight_wait_seconds: float = 10.0
+    # Per platform: (direct, search) confirmation delays. They must outlast what the sandbox does: a
+    # late commit lands late_commit_ms after its 504, and a Jira search shows it search_lag_ms after
+    # that (write_config refuses delays that do not cover both).
     confirmation: Mapping[str, tuple[float, float]] = field(
-        default_factory=lambda: {"servicenow": (2.0, 2.0), "jira": (2.0, 3.5)}
+        default_factory=lambda: {"servicenow": (2.5, 2.5), "jira": (2.5, 5.0)}
     )
     sla_sync_interval_seconds: float = 2.0
     sla_lease_seconds: float = 5.0
@@ -271,8 +275,11 @@ class GatewayProcess:
         return self.process.returncode
 
 
+CONFIRMATION_MARGIN_SECONDS = 0.5
+
+
 def write_config(
-    sandbox_urls: Mapping[str, str], path: Path, timings: Timings, *, tiny_sla: bool
+    sandbox_urls: Mapping[str, str], path: Path, timings: Timings, faults: Faults, *, tiny_sla: bool
 ) -> dict[str, str]:
     """The shipped configuration on the sandbox, with the drill's short timeouts and leases; with
     tiny_sla, every SLA target is seconds long, so tickets breach during the drill. Returns the
@@ -286,6 +293,16 @@ def write_config(
             else (jira_sandbox.DEFAULT_USER, jira_sandbox.DEFAULT_TOKEN)
         )
         direct, search = timings.confirmation[name]
+        landed = faults.late_commit_ms / 1000 + CONFIRMATION_MARGIN_SECONDS
+        searchable = landed + (faults.search_lag_ms / 1000 if name == "jira" else 0)
+        if direct < landed or search < searchable:
+            # The platform would still be applying (or indexing) a write when the gateway looks for
+            # it: duplicates would be the drill's configuration, not the gateway.
+            raise ValueError(
+                f"{name}: confirmation delays ({direct}, {search}) s must be at least ({landed}, "
+                f"{searchable}) s for late commits of {faults.late_commit_ms} ms and a search lag of "
+                f"{faults.search_lag_ms} ms"
+            )
         raw["platforms"][name].update(
             enabled=True, base_url=url, verify_tls=True, ca_bundle=None, proxy=None,
             auth={"type": "basic", "username_env": f"{prefix}_USER", "password_env": f"{prefix}_PASSWORD"},

@@ -21,7 +21,7 @@ TIMINGS = Timings(
     pending_lease_seconds=16.0,
     reconcile_interval_seconds=1.0,
     in_flight_wait_seconds=8.0,
-    confirmation={"servicenow": (1.2, 1.2), "jira": (1.2, 2.0)},
+    confirmation={"servicenow": (1.4, 1.4), "jira": (1.4, 2.6)},
     sla_sync_interval_seconds=1.0,
     sla_lease_seconds=4.0,
 )

@@ -25,9 +25,10 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "gen")) if p not in sys.path]
 
-from drilling import (
+from scripts.drilling import (  # noqa: E402
     Caller,
     Database,
     Faults,

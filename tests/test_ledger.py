@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -19,7 +20,7 @@ from server.domain.records import (
     OperationRecord,
     TicketRecord,
 )
-from server.service.ports import NewTicket, SlaTargets
+from server.service.ports import KeyClaim, NewTicket, SlaTargets
 from server.storage.database import create_engine
 from server.storage.operations import OperationStore
 
@@ -173,3 +174,61 @@ async def test_over_long_values_are_refused_and_control_characters_stored_safely
     stored = await ledger.get("nul")
     assert stored is not None and stored.last_error == "platform said a\ufffdb\ufffdc\td"
     assert (await ledger.ticket(stored.ticket_id)).last_error == "e\ufffd"
+
+
+@pytest.mark.parametrize("database_backend", ["postgres"], indirect=True)
+async def test_an_attach_repeated_while_another_gateway_settles_it_does_not_deadlock(
+    ledger: OperationStore, migrated_database_url: str
+) -> None:
+    """Found by the replica drill (scripts/drill_replica.py): the same dedup create sent to two
+    gateways. One settles it (its operation's row, then its ticket's) while the other reserves it
+    again: that reservation claimed the ticket first, then inserted the operation, so each waited on
+    the other and PostgreSQL broke the deadlock with an error (INTERNAL to the caller). The
+    reservation now writes its operation's row first, like every other transaction."""
+    from sqlalchemy import text
+
+    holder_op, fresh = new("holder")
+    holder = NewTicket(replace(fresh.record, dedup_key="k", open_key="k"), fresh.sla)
+    await ledger.reserve(holder_op, holder, lease_seconds=60)
+    await ledger.succeed("holder", token="t1", attempts=1, result={}, ticket_changes={"state": CREATED})
+    ticket_id = holder.record.id
+
+    attach = OperationRecord(
+        request_id="attach", kind=CREATE, ticket_id=ticket_id, payload_hash="cd" * 32,
+        payload={"decision": "attach"}, marker="m-attach", created_by="alice", lease_token="t1",
+    )
+    claim = KeyClaim(ticket_id, "k", reopen=False, comment_hash="h1")
+    stored, inserted = await ledger.reserve(attach, None, lease_seconds=60, claim=claim)
+    assert inserted and stored.payload == {"decision": "attach", "comment": True}
+
+    settler = create_engine(migrated_database_url)
+    try:
+        async with settler.connect() as connection:
+            transaction = await connection.begin()
+            # The first gateway settles "attach": its operation's row...
+            await connection.execute(
+                text("UPDATE operations SET update_time = now() WHERE request_id = 'attach'")
+            )
+            # ...while the repeat on the other gateway reserves it again (another attach changed the
+            # ticket's last comment meanwhile, so its claim would write the ticket).
+            again = asyncio.ensure_future(ledger.reserve(
+                replace(attach, lease_token="t2"), None, lease_seconds=60,
+                claim=KeyClaim(ticket_id, "k", reopen=False, comment_hash="h2"),
+            ))
+            await asyncio.sleep(0.5)
+            # ...then its ticket's row, which the old order had the repeat hold: deadlock.
+            await asyncio.wait_for(
+                connection.execute(text("UPDATE tickets SET update_time = now() WHERE id = :id"), {"id": ticket_id}),
+                timeout=10,
+            )
+            await transaction.commit()
+        existing, reserved_again = await asyncio.wait_for(again, timeout=10)
+        assert not reserved_again and existing.lease_token == "t1"
+        # The repeat wrote nothing: the ticket's last comment is still the first attach's.
+        async with settler.connect() as connection:
+            row = (await connection.execute(
+                text("SELECT last_comment_hash FROM tickets WHERE id = :id"), {"id": ticket_id}
+            )).first()
+        assert row is not None and row[0] == "h1"
+    finally:
+        await settler.dispose()

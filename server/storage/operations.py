@@ -121,17 +121,23 @@ class OperationStore:
         statement = self._insert.values(values).returning(*_RETURN_OPERATION)
 
         def work(connection: Connection) -> tuple[Row[Any] | None, bool]:
-            if claim is not None:
-                payload = {**operation.payload, **_claimed(connection, claim)}
-                insert = self._insert.values({**values, "payload": payload}).returning(*_RETURN_OPERATION)
-            else:
-                insert = statement
-            inserted = connection.execute(insert).first()
+            inserted = connection.execute(statement).first()
             if inserted is None:
                 # Taken: read the one that won (a failed dedup create may have been forgotten
-                # in between, then None: the caller tries again). The claim is rolled back.
+                # in between, then None: the caller tries again).
                 existing = connection.execute(_BY_REQUEST_ID, {"rid": operation.request_id}).first()
                 raise _Existing(existing)
+            if claim is not None:
+                # The operation's row first, then its ticket's, as every transaction that writes both
+                # does (an outcome, a take-over): claiming the ticket first deadlocked on PostgreSQL
+                # against the same request_id being settled by another gateway.
+                payload = {**operation.payload, **_claimed(connection, claim)}
+                inserted = connection.execute(
+                    update(operations)
+                    .where(operations.c.request_id == operation.request_id)
+                    .values(payload=payload)
+                    .returning(*_RETURN_OPERATION)
+                ).first()
             if ticket_values is not None:
                 try:
                     connection.execute(tickets.insert().values(ticket_values))

@@ -192,9 +192,11 @@ async def test_hole10_a_sync_whose_claim_ran_out_records_and_counts_nothing(migr
             await age(one, ticket.id, 16)  # response target missed
             before = breaches("servicenow", "1", "response")
             # The first sync claims the ticket and is stuck on a slow platform past its claim...
-            await one.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 800})
+            # (The first has 0.7 s to claim before its claim runs out, so a loaded machine still
+            # sees the order this test is about.)
+            await one.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 2000})
             first = asyncio.ensure_future(one.gateway.sla_sync.run_once())
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
             # ...meanwhile the other gateway claims it anew (its platform answers at once).
             assert await two.gateway.sla_sync.run_once() == 1
             assert await first == 1

@@ -315,7 +315,12 @@ async def test_a_call_the_drain_cuts_is_left_for_the_next_gateway_to_settle(migr
     async with running_gateway(migrated_database_url, mutate=short_grace) as first:
         await first.sandbox_put("servicenow", "/_sandbox/faults", {"latency_ms": 1500})
         call = asyncio.ensure_future(first.tickets.CreateTicket(create(SN, "drained", summary="s")))
-        await asyncio.sleep(0.3)
+        # Stop once the create is reserved (not after a fixed sleep: a loaded machine may not have
+        # got that far), long before the platform answers.
+        for _ in range(100):
+            if await first.gateway.engine._ledger.get("drained") is not None:
+                break
+            await asyncio.sleep(0.05)
         await first.gateway.stop()
         error = await rpc_error(call)
         assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)

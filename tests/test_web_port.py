@@ -210,6 +210,10 @@ async def test_violations_come_back_as_connect_error_json_with_bad_request_detai
         (b"[]", "expected a JSON object"),
         (b'{"platform":"PLATFORM_JIRA","platform":"PLATFORM_JIRA"}', "duplicate key"),
         (b'{"variables":' + b'{"a":' * 200 + b"1" + b"}" * 201, "invalid JSON"),
+        # Found by the fuzz drill: a lone surrogate quoted in the reason made the answer a 500.
+        (b'{"fields":"a\\udbff\\u0041b"}', "a\\udbffAb"),
+        (b'{"request_id":"a\\udbff"}', "surrogate"),
+        (b'{"fields":{"\\ud800":"x"},"platform":"a\\ud800"}', "invalid JSON"),
     ],
 )
 async def test_unknown_fields_and_malformed_json_are_invalid_argument(harness: Harness, body: bytes,

@@ -179,6 +179,21 @@ async def test_grpc_web_refuses_what_is_not_one_frame_and_unknown_methods(harnes
     assert trailers["grpc-status"] == str(grpc.StatusCode.UNIMPLEMENTED.value[0])
 
 
+async def test_a_compressed_grpc_web_frame_is_invalid_argument_not_unimplemented(harness: Harness) -> None:
+    """Found by the fuzz drill: no compression was negotiated, so the flag is the caller's mistake."""
+    request = ticket_service_pb2.ValidateTicketRequest(platform=common_pb2.PLATFORM_JIRA, fields={"summary": "s"})
+    body = request.SerializeToString()
+    reply = await harness.http("POST", "/itsm.v1.TicketService/ValidateTicket",
+                               struct.pack(">BI", 1, len(body)) + body, content_type="application/grpc-web+proto")
+    _, trailers = grpc_web_reply(reply.body)
+    assert trailers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert "compressed" in trailers["grpc-message"]
+
+
+def test_grpc_message_with_a_lone_surrogate_is_escaped() -> None:
+    assert grpc_web_protocol.percent_encode("a\udbffb") == "a\\udbffb"
+
+
 async def test_violations_come_back_as_connect_error_json_with_bad_request_details(harness: Harness) -> None:
     body = {"platform": "PLATFORM_JIRA", "request_id": "v-1",
             "fields": {"summary": "", "labels": "ok,has space", "no_such_field": "x"}}

@@ -367,6 +367,22 @@ async def test_web_calls_have_the_rpc_log_line(migrated_database_url: str, log_l
     assert WRITER not in log_lines.getvalue()
 
 
+async def test_an_unparsable_http_request_is_a_400_and_a_warning_not_a_traceback(
+    migrated_database_url: str, log_lines: io.StringIO
+) -> None:
+    """Found by the fuzz drill: a header past aiohttp's 8190-byte line limit was answered 400 but
+    logged at ERROR with a traceback, a log flood any caller could cause."""
+    async with running_gateway(migrated_database_url) as h:
+        reply = await h.http("POST", "/itsm.v1.TicketService/ValidateTicket", b"{}",
+                             headers={"Authorization": "Bearer " + "t" * 20000})
+        assert reply.status == 400
+        assert (await h.connect(VALIDATE, {"platform": "PLATFORM_JIRA", "fields": {"summary": "s"}})).status == 200
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL") or "exception" in line]
+    warned = [line for line in lines if line["message"].startswith("malformed HTTP request from ")]
+    assert len(warned) == 1 and warned[0]["level"] == "WARNING" and "t" * 100 not in warned[0]["message"]
+
+
 # ------------------------------------------------------------------------------ limits
 
 

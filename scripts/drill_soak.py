@@ -214,7 +214,7 @@ class Traffic:
             *parents, leaf = path.split(".")
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = f"soak {self.rng.randint(0, 99)}"
+            node[leaf] = f"soak-{self.rng.randint(0, 99)}"  # no space: some end up in Jira labels
         out = struct_pb2.Struct()
         out.update(value)
         return out
@@ -278,13 +278,13 @@ class Traffic:
                         ticket_service_pb2.GetTicketRequest(id=ticket_id), metadata=AUTH, timeout=60
                     )
             elif op == "list":
-                reply = await tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(
+                query = ticket_service_pb2.ListTicketsRequest(
                     page_size=r.choice((10, 50)), platform=PLATFORMS[platform], open_only=r.random() < 0.5,
-                ), metadata=AUTH, timeout=60)  # fmt: skip
-                if reply.next_page_token:
-                    await tickets.ListTickets(ticket_service_pb2.ListTicketsRequest(
-                        page_size=10, platform=PLATFORMS[platform], page_token=reply.next_page_token,
-                    ), metadata=AUTH, timeout=60)  # fmt: skip
+                )  # fmt: skip
+                reply = await tickets.ListTickets(query, metadata=AUTH, timeout=60)
+                if reply.next_page_token:  # the next page: the same query, with the token
+                    query.page_token = reply.next_page_token
+                    await tickets.ListTickets(query, metadata=AUTH, timeout=60)
             elif op == "validate":
                 await tickets.ValidateTicket(ticket_service_pb2.ValidateTicketRequest(
                     platform=PLATFORMS[platform], fields=FIELDS[platform],

@@ -178,6 +178,20 @@ class HttpTransport:
             session, self._session = self._session, None
             await session.close()
 
+    def open_connections(self) -> int:
+        """Connections this client holds open to its platform: in use plus idle in the pool. aiohttp's
+        connector has no public count, so its pool is read; 0 if that ever changes shape."""
+        session = self._session
+        if session is None or session.closed:
+            return 0
+        connector = session.connector
+        try:
+            in_use = len(connector._acquired)  # type: ignore[union-attr]
+            idle = sum(len(pool) for pool in connector._conns.values())  # type: ignore[union-attr]
+        except (AttributeError, TypeError):
+            return 0
+        return in_use + idle
+
     def url_for(self, path: str) -> str:
         return display_url(str(self.base_url) + path)
 

@@ -128,6 +128,10 @@ class JiraClient:
     async def close(self) -> None:
         await self._http.close()
 
+    def open_connections(self) -> int:
+        """Connections open to the platform (in use and idle): the itsm_platform_connections gauge."""
+        return self._http.open_connections()
+
     # -- PlatformClient -------------------------------------------------------------------------
 
     async def create(

@@ -179,6 +179,21 @@ async def test_grpc_web_refuses_what_is_not_one_frame_and_unknown_methods(harnes
     assert trailers["grpc-status"] == str(grpc.StatusCode.UNIMPLEMENTED.value[0])
 
 
+async def test_a_compressed_grpc_web_frame_is_invalid_argument_not_unimplemented(harness: Harness) -> None:
+    """Found by the fuzz drill: no compression was negotiated, so the flag is the caller's mistake."""
+    request = ticket_service_pb2.ValidateTicketRequest(platform=common_pb2.PLATFORM_JIRA, fields={"summary": "s"})
+    body = request.SerializeToString()
+    reply = await harness.http("POST", "/itsm.v1.TicketService/ValidateTicket",
+                               struct.pack(">BI", 1, len(body)) + body, content_type="application/grpc-web+proto")
+    _, trailers = grpc_web_reply(reply.body)
+    assert trailers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert "compressed" in trailers["grpc-message"]
+
+
+def test_grpc_message_with_a_lone_surrogate_is_escaped() -> None:
+    assert grpc_web_protocol.percent_encode("a\udbffb") == "a\\udbffb"
+
+
 async def test_violations_come_back_as_connect_error_json_with_bad_request_details(harness: Harness) -> None:
     body = {"platform": "PLATFORM_JIRA", "request_id": "v-1",
             "fields": {"summary": "", "labels": "ok,has space", "no_such_field": "x"}}
@@ -210,6 +225,10 @@ async def test_violations_come_back_as_connect_error_json_with_bad_request_detai
         (b"[]", "expected a JSON object"),
         (b'{"platform":"PLATFORM_JIRA","platform":"PLATFORM_JIRA"}', "duplicate key"),
         (b'{"variables":' + b'{"a":' * 200 + b"1" + b"}" * 201, "invalid JSON"),
+        # Found by the fuzz drill: a lone surrogate quoted in the reason made the answer a 500.
+        (b'{"fields":"a\\udbff\\u0041b"}', "a\\udbffAb"),
+        (b'{"request_id":"a\\udbff"}', "surrogate"),
+        (b'{"fields":{"\\ud800":"x"},"platform":"a\\ud800"}', "invalid JSON"),
     ],
 )
 async def test_unknown_fields_and_malformed_json_are_invalid_argument(harness: Harness, body: bytes,
@@ -346,6 +365,22 @@ async def test_web_calls_have_the_rpc_log_line(migrated_database_url: str, log_l
     assert refused["code"] == "UNAUTHENTICATED" and "caller" not in refused and refused["request_id"] == "log-2"
     assert unknown["code"] == "UNIMPLEMENTED" and unknown["rpc"] == "/itsm.v1.TicketService/Misspelt"
     assert WRITER not in log_lines.getvalue()
+
+
+async def test_an_unparsable_http_request_is_a_400_and_a_warning_not_a_traceback(
+    migrated_database_url: str, log_lines: io.StringIO
+) -> None:
+    """Found by the fuzz drill: a header past aiohttp's 8190-byte line limit was answered 400 but
+    logged at ERROR with a traceback, a log flood any caller could cause."""
+    async with running_gateway(migrated_database_url) as h:
+        reply = await h.http("POST", "/itsm.v1.TicketService/ValidateTicket", b"{}",
+                             headers={"Authorization": "Bearer " + "t" * 20000})
+        assert reply.status == 400
+        assert (await h.connect(VALIDATE, {"platform": "PLATFORM_JIRA", "fields": {"summary": "s"}})).status == 200
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL") or "exception" in line]
+    warned = [line for line in lines if line["message"].startswith("malformed HTTP request from ")]
+    assert len(warned) == 1 and warned[0]["level"] == "WARNING" and "t" * 100 not in warned[0]["message"]
 
 
 # ------------------------------------------------------------------------------ limits

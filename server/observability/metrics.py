@@ -13,6 +13,8 @@
     itsm_ticket_operations_total{platform, operation, outcome}      every platform write
     itsm_ticket_operation_duration_seconds{platform, operation, outcome}   histogram
     itsm_dedup_decisions_total{platform, decision}                  created, attached, reopened
+    itsm_background_tasks{kind}                                     gauge, tasks in flight
+    itsm_platform_connections{platform}                             gauge, open HTTP connections
 
 Every label value comes from a closed set: the configured platforms, fields, templates and SLA
 priorities, the outcomes below, or "_unknown". Caller input never becomes a label value, so a
@@ -42,7 +44,9 @@ from server.domain.outcomes import (
 )
 from server.observability import logcontext
 
-__all__ = ["OUTCOMES", "UNKNOWN", "ItsmMetrics", "itsm_families", "outcome_of"]
+__all__ = [
+    "BACKGROUND_KINDS", "OUTCOMES", "UNKNOWN", "ItsmMetrics", "RuntimeGauges", "itsm_families", "outcome_of",
+]
 
 UNKNOWN: Final = "_unknown"
 
@@ -87,6 +91,8 @@ class ItsmFamilies:
     operations: Counter
     operation_seconds: Histogram
     dedup_decisions: Counter
+    background_tasks: Gauge
+    platform_connections: Gauge
 
 
 # A second registration of a name on one registry raises, and a process may build several gateways
@@ -168,6 +174,19 @@ def _define(registry: CollectorRegistry) -> ItsmFamilies:
             "itsm_dedup_decisions_total",
             "What creates with a dedup key did: created, attached or reopened.",
             ["platform", "decision"], registry=registry,
+        ),
+        # Both are sampled by the gateway (RuntimeGauges) and summed over the processes of
+        # `serve --workers N`; a worker that died drops out of the sum.
+        background_tasks=Gauge(
+            "itsm_background_tasks",
+            "Background tasks in flight, by kind: the reconciler and status sync loops, shielded final "
+            "writes, Alertmanager notifications being handled.",
+            ["kind"], registry=registry, multiprocess_mode="livesum",
+        ),
+        platform_connections=Gauge(
+            "itsm_platform_connections",
+            "HTTP connections open to each platform (in use and idle in the client's pool).",
+            ["platform"], registry=registry, multiprocess_mode="livesum",
         ),
     )
 
@@ -319,6 +338,42 @@ class ItsmMetrics:
         self._open_keys.update(totals)  # an "_unknown" series once set is zeroed later, not left stale
         for (platform, state), count in totals.items():
             self._child(self._f.open_tickets, platform, state).set(count)
+
+
+# What itsm_background_tasks counts (a closed set: no other label value is ever written).
+BACKGROUND_KINDS: Final = ("reconciler", "status_sync", "final_write", "alert_notification")
+
+
+class RuntimeGauges:
+    """itsm_background_tasks and itsm_platform_connections, from samples the gateway takes.
+
+    Each gateway adds the difference from its previous sample, so several gateways in one process
+    (tests, drills) add up instead of overwriting each other, and clear() takes its share back out.
+    Real gauges rather than a collector read at scrape time: under `serve --workers N` the supervisor
+    serves /metrics from the workers' multiprocess files, where only real samples exist."""
+
+    def __init__(self, platforms: Collection[str], registry: CollectorRegistry = REGISTRY) -> None:
+        f = itsm_families(registry)
+        self._tasks = {kind: f.background_tasks.labels(kind) for kind in BACKGROUND_KINDS}
+        self._connections = {p: f.platform_connections.labels(p) for p in platforms}
+        self._last: dict[tuple[str, str], float] = {}
+        for child in (*self._tasks.values(), *self._connections.values()):
+            child.inc(0)  # the series exist from start-up, at 0
+
+    def sample(self, tasks: Mapping[str, int], connections: Mapping[str, int]) -> None:
+        for kind, child in self._tasks.items():
+            self._move(("kind", kind), child, tasks.get(kind, 0))
+        for platform, child in self._connections.items():
+            self._move(("platform", platform), child, connections.get(platform, 0))
+
+    def clear(self) -> None:
+        self.sample({}, {})
+
+    def _move(self, key: tuple[str, str], child: Any, value: float) -> None:
+        delta = value - self._last.get(key, 0)
+        if delta:
+            child.inc(delta)
+            self._last[key] = value
 
 
 def _sla_state(state: str) -> str:

@@ -4,6 +4,7 @@ port, health and metrics from the configuration, starts them in order and stops 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from clients.http import AttemptEvent
 from clients.platform import PlatformClient
 from server.observability.alert_metrics import AlertmanagerMetrics
 from server.observability.logcontext import log_attempt
-from server.observability.metrics import ItsmMetrics
+from server.observability.metrics import ItsmMetrics, RuntimeGauges
 from server.observability.metrics_http import MetricsEndpoint
 from server.observability.redaction import register_basic_auth, register_secrets
 from server.service.alerts import AlertNotifications
@@ -43,6 +44,9 @@ from server.transport.web_page import WebPage
 __all__ = ["Gateway", "ServeOptions", "StartupError", "TlsFiles"]
 
 log = logging.getLogger("itsm.server")
+
+# How often itsm_background_tasks and itsm_platform_connections are sampled: a few dict lookups.
+GAUGE_SAMPLE_SECONDS = 1.0
 
 
 class StartupError(Exception):
@@ -84,6 +88,9 @@ class Gateway:
         self.sla_sync: StatusSync | None = None
         self.services: Services | None = None
         self._alerts: AlertNotifications | None = None
+        self._alert_endpoint: AlertmanagerEndpoint | None = None
+        self._gauges: RuntimeGauges | None = None
+        self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.options.config
@@ -155,7 +162,7 @@ class Gateway:
     async def _start_web(self, config: GatewayConfig, page: WebPage) -> None:
         assert self._grpc is not None
         assert self._alerts is not None
-        alerts = AlertmanagerEndpoint(
+        alerts = self._alert_endpoint = AlertmanagerEndpoint(
             self._alerts,
             self.options.tokens,
             AlertmanagerMetrics(config.alertmanager.receivers),
@@ -194,6 +201,32 @@ class Gateway:
         )
         for task in self._background:
             task.start()
+        self._gauges = RuntimeGauges(tuple(config.platforms))
+        self._sampler = asyncio.create_task(self._sample_gauges(), name="itsm-gauge-sampler")
+
+    def runtime_sample(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(background tasks by kind, open platform connections by platform), as the gauges show them."""
+        kinds = {"itsm-reconciler": "reconciler", "itsm-status-sync": "status_sync"}
+        tasks = dict.fromkeys(kinds.values(), 0)
+        for periodic in self._background:
+            if periodic.name in kinds and periodic.running():
+                tasks[kinds[periodic.name]] += 1
+        tasks["final_write"] = self.engine.background() if self.engine is not None else 0
+        tasks["alert_notification"] = self._alert_endpoint.in_flight if self._alert_endpoint else 0
+        connections = {
+            name: int(getattr(client, "open_connections", lambda: 0)())
+            for name, client in self._clients.items()
+        }
+        return tasks, connections
+
+    async def _sample_gauges(self) -> None:
+        assert self._gauges is not None
+        while True:
+            try:
+                self._gauges.sample(*self.runtime_sample())
+            except Exception:  # a gauge must never take the gateway down
+                log.warning("sampling the runtime gauges failed", exc_info=True)
+            await asyncio.sleep(GAUGE_SAMPLE_SECONDS)
 
     async def stop(self) -> None:
         """Health goes NOT_SERVING (and /readyz 503), a short drain while load balancers notice, then
@@ -213,6 +246,12 @@ class Gateway:
             await self.engine.drain()
         for task in self._background:
             await task.stop()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        if self._gauges is not None:
+            self._gauges.clear()
         if self._metrics is not None:
             await self._metrics.stop()
         for client in self._clients.values():

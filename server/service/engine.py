@@ -439,6 +439,10 @@ class Engine:
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    def background(self) -> int:
+        """Shielded final writes still running (the itsm_background_tasks gauge, kind final_write)."""
+        return len(self._background)
+
     def in_flight(self) -> int:
         return len(self._in_flight)
 

@@ -63,6 +63,7 @@ class AlertmanagerEndpoint:
         self._tokens = tokens
         self._metrics = metrics
         self._max_bytes = max_body_bytes
+        self.in_flight = 0  # notifications being handled (the itsm_background_tasks gauge)
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
         started = time.perf_counter()
@@ -72,10 +73,13 @@ class AlertmanagerEndpoint:
         task = asyncio.get_running_loop().create_task(
             self._answer(request, fields), context=contextvars.Context()
         )
+        self.in_flight += 1
         try:
             answer = await task
         except Exception as exc:  # still counted and logged: a 500 with its reference
             answer = alert_answers.from_error(exc)
+        finally:
+            self.in_flight -= 1
         return self._finish(request, fields, answer, started)
 
     def over_capacity(self, request: web.BaseRequest, cap: int) -> web.Response:

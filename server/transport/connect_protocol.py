@@ -81,11 +81,17 @@ def parse_json(body: bytes, request_class: type[message.Message]) -> message.Mes
             raise ValueError(f"expected a JSON object, got {type(value).__name__}")
         json_format.ParseDict(value, request)  # ignore_unknown_fields stays False on purpose
     except Exception as exc:  # ParseError, UnicodeDecodeError, RecursionError: the caller's bytes
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        # The reason may quote the caller's text, lone surrogates included (JSON can escape one):
+        # they are shown escaped, as the answer must be UTF-8.
+        reason = _printable(" ".join(str(exc).split()) or type(exc).__name__)
         if len(reason) > _MAX_REASON:
             reason = reason[:_MAX_REASON] + "..."
         return Malformed(name, f"invalid JSON: {reason}")
     return request
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -108,7 +114,7 @@ def error_body(code: grpc.StatusCode, text: str, trailers: Metadata) -> bytes:
     details = error_details(trailers)
     if details:
         error["details"] = details
-    return json.dumps(error, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(error, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def http_status(code: grpc.StatusCode) -> int:

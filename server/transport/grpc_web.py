@@ -64,7 +64,11 @@ def unframe(body: bytes) -> bytes:
         raise FrameError(grpc.StatusCode.INVALID_ARGUMENT, "the body is not a gRPC message frame")
     flags, length = _HEADER.unpack_from(body)
     if flags & _COMPRESSED:
-        raise FrameError(grpc.StatusCode.UNIMPLEMENTED, "compressed messages are not supported")
+        # No compression was negotiated (the server takes identity frames only): a compressed frame
+        # is the caller's mistake, not a method this server lacks.
+        raise FrameError(
+            grpc.StatusCode.INVALID_ARGUMENT, "compressed messages are not accepted: send identity frames"
+        )
     if flags != 0 or len(body) != _HEADER.size + length:
         raise FrameError(grpc.StatusCode.INVALID_ARGUMENT, "the body is not exactly one gRPC message frame")
     return body[_HEADER.size :]
@@ -89,7 +93,8 @@ def encode_body(body: bytes, text: bool) -> bytes:
 
 
 def percent_encode(text: str) -> str:
-    return _UNSAFE.sub(lambda m: b"%%%02X" % m.group(0)[0], text.encode("utf-8")).decode("ascii")
+    raw = text.encode("utf-8", "backslashreplace")  # a lone surrogate is shown escaped, never raises
+    return _UNSAFE.sub(lambda m: b"%%%02X" % m.group(0)[0], raw).decode("ascii")
 
 
 def unpadded_base64(data: bytes) -> str:

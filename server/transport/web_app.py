@@ -25,12 +25,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Final
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server.domain.rules import Limits
 from server.transport import alertmanager, connect_protocol, grpc_web
@@ -39,6 +41,29 @@ from server.transport.http_request import BodyTooLarge, peer_of, read_body
 from server.transport.web_calls import Outcome, WebCalls
 from server.transport.web_context import Metadata
 from server.transport.web_page import WebPage, not_found
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line past its 8190-byte limit, a bad method)
+    as "Error handling request" at ERROR with a traceback, though it answers 400: the caller's
+    mistake, which a hostile caller could repeat to flood the log with tracebacks. Such a record
+    becomes one WARNING line without the traceback; every other error (an exception escaping a
+    handler: 500) stays as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request from %s: %s", (
+                record.args[0] if isinstance(record.args, tuple) and record.args else "?",
+                " ".join(str(error.message or type(error).__name__).split())[:200],
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_HTTP_LOG: Final = logging.getLogger("itsm.web.http")
+_HTTP_LOG.addFilter(_MalformedHttp())
 
 # (serving, status of each health service name): read from the gRPC server's health state.
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
@@ -82,7 +107,7 @@ class WebServer:
         context = _tls_context(*tls) if tls else None
         # handler_cancellation stays off: a caller hanging up does not cut a create in half (the
         # exactly-once engine would settle it, but there is no reason to make it).
-        server = web.Server(self._handle, access_log=None)
+        server = web.Server(self._handle, access_log=None, logger=_HTTP_LOG)
         # cleanup() waits this long for calls in flight once the listener is closed.
         runner = web.ServerRunner(server, shutdown_timeout=self._grace)
         await runner.setup()

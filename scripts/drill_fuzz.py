@@ -617,7 +617,8 @@ class FuzzResult:
             f"a normal create afterwards: {self.final_create}"
         )
         lines.append(f"server log: {self.log_lines} lines, {len(self.log_errors)} unhandled-error lines")
-        lines.extend(f"  LOG {line[:400]}" for line in self.log_errors[:10])
+        # The first in full (its traceback is what a failed CI run needs), the rest cut short.
+        lines.extend(f"  LOG {line if i == 0 else line[:400]}" for i, line in enumerate(self.log_errors[:10]))
         lines.append(f"server faults (UNKNOWN/INTERNAL/DATA_LOSS/UNIMPLEMENTED, HTTP 5xx): {self.bad_calls}")
         lines.extend(f"  BAD {f[:400]}" for f in self.failures)
         lines.append("PASS" if self.passed else "FAIL")

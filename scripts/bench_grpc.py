@@ -67,6 +67,7 @@ import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from bench_grpc_load import Probe  # noqa: E402
 
+from server.runtime.event_loop import loop_name  # noqa: E402
 from server.storage.migrate import migrate  # noqa: E402
 
 SERVERS = ROOT / "scripts" / "bench_grpc_servers.py"
@@ -695,6 +696,7 @@ def _environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
+        "event_loop": loop_name(),
         "platform": platform.platform(),
     }
 
@@ -716,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
             database_url = create_database(args.admin_url, name)
             created = True
             servers = start_servers(fleet, database_url)
-            print(f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, sandbox pid "
+            print(f"event loop (gateway and echo): {loop_name()}; "
+                  f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, sandbox pid "
                   f"{servers.sandbox_pid}, database {name}; {plan.reps} rep(s) x {plan.concurrencies} "
                   f"in flight x {plan.kinds}, {plan.warmup}+{plan.duration} s each", flush=True)
             quiet = Quiet(args.quiet_threshold, 10.0 if args.quick else args.quiet_budget)

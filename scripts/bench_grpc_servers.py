@@ -33,6 +33,7 @@ from grpc import aio  # noqa: E402
 
 from sandbox import SandboxConfig, registered, start_sandbox  # noqa: E402
 from server.observability.logs import configure_logging  # noqa: E402
+from server.runtime import event_loop  # noqa: E402
 from server.runtime.app import Gateway, ServeOptions  # noqa: E402
 from server.runtime.config import GatewayConfig, parse_config  # noqa: E402
 from server.runtime.devmode import sandbox_config_overrides  # noqa: E402
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     gateway.add_argument("--database-url", required=True)
     args = parser.parse_args(argv)
     coro: Any = {"echo": run_echo, "sandbox": run_sandbox}.get(args.role)
-    asyncio.run(coro() if coro else run_gateway(args))
+    # Gateway and echo on the same loop implementation (uvloop unless ITSM_EVENT_LOOP=asyncio).
+    event_loop.run(coro() if coro else run_gateway(args))
 
 
 if __name__ == "__main__":

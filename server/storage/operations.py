@@ -394,7 +394,6 @@ class OperationStore:
     async def _settle(
         self, request_id: str, token: str, values: dict[str, Any], ticket_changes: Mapping[str, Any]
     ) -> TicketRecord | None:
-        statement = update(operations).where(_FENCE).values(values).returning(operations.c.ticket_id)
         changes = dict(ticket_changes)
         _check(changes, MAX_CHARS)
 
@@ -406,6 +405,7 @@ class OperationStore:
 
         if self._one_statement and not take_key:
             return await self._settle_one(request_id, token, values, changes)
+        statement = update(operations).where(_FENCE).values(values).returning(operations.c.ticket_id)
 
         def work(connection: Connection) -> Row[Any] | None:
             settled = connection.execute(statement, {"rid": request_id, "token": token}).first()

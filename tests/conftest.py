@@ -29,9 +29,9 @@ from server.storage.tickets import TicketStore
 # unless ITSM_EVENT_LOOP=asyncio, so the tests run grpc.aio, aiohttp and the drivers on it too.
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any] | None:
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
     factory = loop_factory()
-    return None if factory is None else {"uvloop": factory}
+    return {"asyncio": asyncio.new_event_loop} if factory is None else {"uvloop": factory}
 
 
 # ---------------------------------------------------------------------------------------------

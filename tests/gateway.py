@@ -161,7 +161,7 @@ async def running_gateway(
         gateway = Gateway(options)
         await gateway.start()
         try:
-            await _status_sync_started(gateway)
+            await _started_up(gateway)
             async with (
                 _channel(gateway.grpc_port, tls) as channel,
                 aiohttp.ClientSession() as web,
@@ -181,12 +181,13 @@ async def running_gateway(
         await sandbox.stop()
 
 
-async def _status_sync_started(gateway: Gateway, within: float = 5.0) -> None:
-    """Waits (at most `within`) for the status sync's start-up round: one that ran late, after a
-    test created a ticket, would claim it and leave the test's own sync round nothing to claim."""
-    syncs = [task for task in gateway._background if task.name == "itsm-status-sync"]
+async def _started_up(gateway: Gateway, within: float = 5.0) -> None:
+    """Waits (at most `within`) for the gateway's start-up background rounds (reconciler, status
+    sync...): one that ran late, while a test acts, would race the test's own round (claim the
+    ticket it syncs, take over the operation it settles)."""
+    rounds = [task.first_round_done.wait() for task in gateway._background]
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(task.first_round_done.wait() for task in syncs)), within)
+        await asyncio.wait_for(asyncio.gather(*rounds), within)
 
 
 def _channel(port: int, tls: TlsFiles | None) -> grpc.aio.Channel:

@@ -4,6 +4,7 @@ and ValidateTicket and CreateTicket over the web port (Connect JSON), against th
     .venv/bin/python scripts/bench_grpc.py                 # full: 3 repetitions, 1/16/100/1000 in flight
     .venv/bin/python scripts/bench_grpc.py --quick         # smoke, under a minute: 1 rep, 1 s, 1 and 16
     .venv/bin/python scripts/bench_grpc.py --out results.json
+    .venv/bin/python scripts/bench_grpc.py --workers 1 2        # the plan against 1, then 2 processes
     .venv/bin/python scripts/bench_grpc.py --profile create:100 validate:1000 --py-spy /path/to/py-spy
 
 Processes, all on 127.0.0.1 (scripts/bench_grpc_servers.py, scripts/bench_grpc_load.py):
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -67,6 +69,7 @@ import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from bench_grpc_load import Probe  # noqa: E402
 
+from server.runtime.event_loop import loop_name  # noqa: E402
 from server.storage.migrate import migrate  # noqa: E402
 
 SERVERS = ROOT / "scripts" / "bench_grpc_servers.py"
@@ -146,6 +149,9 @@ class Fleet:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(STOP_SECONDS)
             except (subprocess.TimeoutExpired, OSError):
+                # Its whole session: `serve --workers` runs a supervisor and workers under it.
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.kill()
                 proc.wait()
         for stream in (proc.stdin, proc.stdout):
@@ -168,19 +174,22 @@ class Servers:
     gateway_port: int
     gateway_web_port: int
     gateway_pid: int
+    gateway_pids: tuple[int, ...]  # with --workers N > 1: the supervisor, then every worker
     echo_port: int
     echo_pid: int
     sandbox_pid: int
     sandbox_urls: dict[str, str]
 
 
-def start_servers(fleet: Fleet, database_url: str) -> Servers:
+def start_servers(fleet: Fleet, database_url: str, workers: int = 1) -> Servers:
+    """workers 1: the gateway in-process (server.runtime.app.Gateway); more: `serve --workers N`."""
     sandbox = fleet.spawn("sandbox", [str(SERVERS), "sandbox"])
     sb = _read_line(sandbox, STARTUP_SECONDS, "sandbox start")
+    role = ["gateway"] if workers == 1 else ["gateway-workers", "--workers", str(workers)]
     gateway = fleet.spawn(
         "gateway",
         [
-            str(SERVERS), "gateway",
+            str(SERVERS), *role,
             "--sandbox-urls", sb["urls"],
             "--database-url", database_url,
         ],
@@ -191,8 +200,9 @@ def start_servers(fleet: Fleet, database_url: str) -> Servers:
         raise BenchError(f"{exc}\n{fleet.log_tail('gateway')}") from None
     echo = fleet.spawn("echo", [str(SERVERS), "echo"])
     ec = _read_line(echo, STARTUP_SECONDS, "echo start")
+    pids = tuple(json.loads(gw["pids"])) if "pids" in gw else (gw["pid"],)
     return Servers(
-        gw["port"], gw["web_port"], gw["pid"], ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
+        gw["port"], gw["web_port"], gw["pid"], pids, ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
     )
 
 
@@ -246,8 +256,9 @@ def create_database(admin_url: str, name: str) -> str:
 
 def truncate_tickets(admin_url: str, name: str) -> None:
     """Forget the tickets a CreateTicket run made: the gateway's background SLA sync polls every
-    open ticket, so a backlog left by one run would load the runs after it."""
-    asyncio.run(_admin(f"{admin_url.rsplit('/', 1)[0]}/{name}", "TRUNCATE tickets"))
+    open ticket, so a backlog left by one run would load the runs after it. Their operations go
+    too: a later run (another --workers count) reuses the same request_ids."""
+    asyncio.run(_admin(f"{admin_url.rsplit('/', 1)[0]}/{name}", "TRUNCATE tickets, operations"))
 
 
 def drop_database(admin_url: str, name: str) -> None:
@@ -280,7 +291,9 @@ def measure(
     target = f"127.0.0.1:{servers.echo_port if kind == 'echo' else servers.gateway_port}"
     if kind in OVER_GRPC:
         target = f"http://127.0.0.1:{servers.gateway_web_port}"
-    server_pid = servers.echo_pid if kind == "echo" else servers.gateway_pid
+    server_pid: int | list[int] = servers.echo_pid if kind == "echo" else servers.gateway_pid
+    if kind != "echo" and len(servers.gateway_pids) > 1:
+        server_pid = list(servers.gateway_pids)  # CPU of the supervisor and every worker
     procs_wanted = plan.client_procs if concurrency >= 100 else 1
     clients = []
     for index, callers in enumerate(_split(concurrency, procs_wanted)):
@@ -550,7 +563,7 @@ def profile(
     kind, _, concurrency = entry.partition(":")
     if kind not in KINDS or not concurrency.isdigit():
         raise BenchError(f"--profile {entry!r}: use KIND:CONCURRENCY, KIND one of {', '.join(KINDS)}")
-    pid = servers.echo_pid if kind == "echo" else servers.gateway_pid
+    pid = servers.echo_pid if kind == "echo" else servers.gateway_pids[-1]  # with workers: one of them
     raw_file = out_dir / f"profile-{kind}-{concurrency}.txt"
     sampler = subprocess.Popen(
         [py_spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw",
@@ -667,6 +680,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--client-procs", type=int, default=2, help="load processes at 100+ in flight (callers split)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="gateway processes, one whole plan each: 1 is the in-process Gateway, N > 1 is "
+        "`serve --workers N` (server CPU: the supervisor's and every worker's)",
+    )
     parser.add_argument("--out", type=Path, help="write JSON results here")
     parser.add_argument(
         "--admin-url",
@@ -695,6 +716,7 @@ def _environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
+        "event_loop": loop_name(),
         "platform": platform.platform(),
     }
 
@@ -715,32 +737,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             database_url = create_database(args.admin_url, name)
             created = True
-            servers = start_servers(fleet, database_url)
-            print(f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, sandbox pid "
-                  f"{servers.sandbox_pid}, database {name}; {plan.reps} rep(s) x {plan.concurrencies} "
-                  f"in flight x {plan.kinds}, {plan.warmup}+{plan.duration} s each", flush=True)
             quiet = Quiet(args.quiet_threshold, 10.0 if args.quick else args.quiet_budget)
-
-            def reset() -> None:
-                reset_sandbox(servers)
-                truncate_tickets(args.admin_url, name)
-
-            runs = run_plan(fleet, servers, plan, quiet, deadline, reset)
-            rows = aggregate(runs, plan)
-            print()
-            print_table(rows)
-            print(LEGEND)
-            hwm = _gateway_hwm_mb(servers.gateway_pid)
-            print(f"\ngateway peak RSS over the whole run (VmHWM): {hwm:.1f} MB; "
-                  f"total {time.monotonic() - started:.0f} s, of which {quiet.waited:.0f} s waiting "
-                  f"for other jobs to leave the machine")
-            for entry in args.profile:
-                out_dir = args.out.parent if args.out else Path(".")
-                profile(fleet, servers, plan, entry, args.py_spy, out_dir, reset)
+            results = []
+            for workers in args.workers:
+                results.append(
+                    _measure_with(fleet, database_url, workers, args, plan, quiet, deadline, name, started)
+                )
+                fleet.stop_all()
             if args.out:
+                by_workers = [{"workers": w, **r} for w, r in zip(args.workers, results, strict=True)]
+                single = by_workers[0] if len(by_workers) == 1 else {}
                 args.out.write_text(json.dumps(
-                    {"environment": _environment(), "plan": plan.__dict__, "rows": rows, "runs": runs,
-                     "gateway_peak_rss_mb": hwm, "waited_for_quiet_seconds": quiet.waited},
+                    {"environment": _environment(), "plan": plan.__dict__, **single,
+                     "by_workers": by_workers, "waited_for_quiet_seconds": quiet.waited},
                     indent=1, default=str))  # fmt: skip
                 print(f"results written to {args.out}")
         except BenchError as exc:
@@ -755,6 +764,46 @@ def main(argv: list[str] | None = None) -> int:
             if created:
                 drop_database(args.admin_url, name)
     return 0
+
+
+def _measure_with(
+    fleet: Fleet,
+    database_url: str,
+    workers: int,
+    args: argparse.Namespace,
+    plan: Plan,
+    quiet: Quiet,
+    deadline: float,
+    name: str,
+    started: float,
+) -> dict[str, Any]:
+    """The whole plan against a gateway of `workers` processes (and a fresh echo and sandbox)."""
+    servers = start_servers(fleet, database_url, workers)
+    pids = servers.gateway_pids
+    shape = "in-process Gateway" if workers == 1 else f"serve --workers {workers}, pids {pids}"
+    print(f"\n=== gateway: {shape}; event loop (gateway and echo): {loop_name()}; "
+          f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, sandbox pid "
+          f"{servers.sandbox_pid}, database {name}; {plan.reps} rep(s) x {plan.concurrencies} "
+          f"in flight x {plan.kinds}, {plan.warmup}+{plan.duration} s each", flush=True)
+
+    def reset() -> None:
+        reset_sandbox(servers)
+        truncate_tickets(args.admin_url, name)
+
+    reset()
+    runs = run_plan(fleet, servers, plan, quiet, deadline, reset)
+    rows = aggregate(runs, plan)
+    print(f"\n{workers} worker(s):")
+    print_table(rows)
+    print(LEGEND)
+    hwm = _gateway_hwm_mb(servers.gateway_pids[-1])
+    print(f"\ngateway peak RSS over the whole run (VmHWM{', last worker' if workers > 1 else ''}): "
+          f"{hwm:.1f} MB; total {time.monotonic() - started:.0f} s, of which {quiet.waited:.0f} s "
+          f"waiting for other jobs to leave the machine")
+    for entry in args.profile:
+        out_dir = args.out.parent if args.out else Path(".")
+        profile(fleet, servers, plan, entry, args.py_spy, out_dir, reset)
+    return {"rows": rows, "runs": runs, "gateway_peak_rss_mb": hwm}
 
 
 def _gateway_hwm_mb(pid: int) -> float:

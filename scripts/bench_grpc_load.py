@@ -201,7 +201,9 @@ def _is_ours(pid: int) -> bool:
     try:
         if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
             return True
-        return b"bench_grpc" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # serve --workers processes name the benchmark's database (itsm_bench_<pid>) on theirs.
+        return b"bench_grpc" in command or b"itsm_bench_" in command
     except OSError:
         return False
 
@@ -209,13 +211,17 @@ def _is_ours(pid: int) -> bool:
 class Probe:
     """CPU seconds of the processes that matter, and of every other one, between two snapshots."""
 
-    def __init__(self, watch: dict[str, int]) -> None:
+    def __init__(self, watch: dict[str, Any]) -> None:
         self.watch = watch
         self._all: dict[int, float] = {}
         self._previous: dict[int, float] = {}
 
     def snapshot(self) -> dict[str, float]:
-        shot = {name: _proc_cpu_seconds(pid) for name, pid in self.watch.items()}
+        # A value may be a list of pids (serve --workers: supervisor and workers), summed.
+        shot = {
+            name: sum(_proc_cpu_seconds(p) for p in (pid if isinstance(pid, list) else [pid]))
+            for name, pid in self.watch.items()
+        }
         shot["postgres"] = sum(_proc_cpu_seconds(pid) for pid in _postgres_pids())
         shot["client"] = time.process_time()
         busy, total = _machine_ticks()
@@ -329,14 +335,17 @@ class Load:
 
     async def run(self) -> dict[str, Any]:
         spec = self.spec
-        watch: dict[str, int] = spec.get("watch") or {}
+        watch: dict[str, Any] = spec.get("watch") or {}
+        # RSS of the one process serving (with workers: the first worker; pids list supervisor first).
+        server = watch.get("server")
+        rss_pid = server[1 if len(server) > 1 else 0] if isinstance(server, list) else server
         probe = Probe(watch)
         start = time.perf_counter()
         window_start = start + spec["warmup"]
         end = window_start + spec["duration"]
         stop_sampling = asyncio.Event()
         sampler = (
-            asyncio.ensure_future(self._sample_rss(watch["server"], stop_sampling)) if watch else None
+            asyncio.ensure_future(self._sample_rss(rss_pid, stop_sampling)) if watch else None
         )
         callers = [
             asyncio.ensure_future(self._caller(i, window_start, end)) for i in range(spec["concurrency"])
@@ -371,8 +380,8 @@ class Load:
             "foreign_cpu_pct": foreign_pct,
             "foreign_top": foreign_top,
             "server_rss_peak_kb": self.rss_peak_kb,
-            "server_rss_end_kb": _status_kb(watch["server"], "VmRSS") if watch else 0,
-            "server_hwm_kb": _status_kb(watch["server"], "VmHWM") if watch else 0,
+            "server_rss_end_kb": _status_kb(rss_pid, "VmRSS") if watch else 0,
+            "server_hwm_kb": _status_kb(rss_pid, "VmHWM") if watch else 0,
         }
 
     async def close(self) -> None:

@@ -1,12 +1,17 @@
 """The processes scripts/bench_grpc.py serves from: gateway, bare echo and sandbox, one each.
 
     python scripts/bench_grpc_servers.py gateway --servicenow-url URL --jira-url URL --database-url URL
+    python scripts/bench_grpc_servers.py gateway-workers --workers N --sandbox-urls JSON --database-url URL
     python scripts/bench_grpc_servers.py echo
     python scripts/bench_grpc_servers.py sandbox
 
 Each binds 127.0.0.1 on free ports, prints one JSON line ({"port": N, "pid": N, ...}) on stdout when
 it serves, and stops on SIGTERM, SIGINT or end of stdin (so it never outlives the benchmark that
 started it, even one killed with SIGKILL).
+
+`gateway-workers` runs the gateway as the product does for several cores: `itsm-gateway serve
+--workers N` (a supervisor and N worker processes sharing the ports), with the same configuration,
+and reports every pid of it (supervisor first) so the benchmark measures the CPU of all of them.
 
 The echo server is the baseline: one grpc.aio server, one event loop, the gateway's server options
 (concurrency cap, message limits), no interceptors, no (de)serialisation: the request bytes are the
@@ -20,7 +25,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ from grpc import aio  # noqa: E402
 
 from sandbox import SandboxConfig, registered, start_sandbox  # noqa: E402
 from server.observability.logs import configure_logging  # noqa: E402
+from server.runtime import event_loop  # noqa: E402
 from server.runtime.app import Gateway, ServeOptions  # noqa: E402
 from server.runtime.config import GatewayConfig, parse_config  # noqa: E402
 from server.runtime.devmode import sandbox_config_overrides  # noqa: E402
@@ -41,12 +51,17 @@ CONFIG_PATH = ROOT / "config" / "itsm_config.json"
 ECHO_METHOD = "/bench.Echo/Echo"
 
 
-def gateway_config(urls: dict[str, str]) -> GatewayConfig:
-    """The shipped configuration on the sandbox; only the shutdown drain is shortened."""
+def gateway_raw_config(urls: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The shipped configuration on the sandbox (only the shutdown drain is shortened), and the
+    environment holding the sandbox's credentials."""
     raw = json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
     raw["limits"]["shutdown_drain_seconds"] = 0
     raw["limits"]["shutdown_grace_seconds"] = 2
-    raw, env = sandbox_config_overrides(raw, urls)
+    return sandbox_config_overrides(raw, urls)
+
+
+def gateway_config(urls: dict[str, str]) -> GatewayConfig:
+    raw, env = gateway_raw_config(urls)
     return parse_config(raw, {**os.environ, **env})
 
 
@@ -130,6 +145,76 @@ async def run_gateway(args: argparse.Namespace) -> None:
         await gateway.stop()
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _workers_serving(metrics_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("itsm_workers_serving "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Its log lines go to our stderr: our stdout carries only the ready line.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+
+
+async def run_gateway_workers(args: argparse.Namespace) -> None:
+    """`itsm-gateway serve --workers N` on free ports; ready once every worker serves."""
+    raw, env = gateway_raw_config(json.loads(args.sandbox_urls))
+    ports = {"grpc": _free_port(), "web": _free_port(), "metrics": _free_port()}
+    with tempfile.TemporaryDirectory(prefix="itsm-bench-workers-") as tmp:
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(raw), encoding="utf-8")
+        command = [
+            sys.executable, "-m", "server.runtime.cli", "serve",
+            "--workers", str(args.workers),
+            "--config", str(config_path),
+            "--database-url", args.database_url,
+            "--bind", "127.0.0.1",
+            "--grpc-port", str(ports["grpc"]),
+            "--web-port", str(ports["web"]),
+            "--metrics-port", str(ports["metrics"]),
+            "--allow-unauthenticated",
+        ]  # fmt: skip
+        process = _spawn(command, {**os.environ, **env})
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while await asyncio.to_thread(_workers_serving, ports["metrics"]) < args.workers:
+                if process.poll() is not None or loop.time() > deadline:
+                    code = process.returncode
+                    raise SystemExit(f"serve --workers {args.workers} did not start (exit {code})")
+                await asyncio.sleep(0.2)
+            workers = _children(process.pid)
+            _ready(ports["grpc"], web_port=ports["web"], pids=json.dumps([process.pid, *workers]))
+            await _until_stopped()
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.to_thread(process.wait, 30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     roles = parser.add_subparsers(dest="role", required=True)
@@ -138,9 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     gateway = roles.add_parser("gateway")
     gateway.add_argument("--sandbox-urls", required=True, help="JSON: platform -> sandbox URL")
     gateway.add_argument("--database-url", required=True)
+    workers = roles.add_parser("gateway-workers")
+    workers.add_argument("--workers", type=int, required=True)
+    workers.add_argument("--sandbox-urls", required=True, help="JSON: platform -> sandbox URL")
+    workers.add_argument("--database-url", required=True)
     args = parser.parse_args(argv)
+    if args.role == "gateway-workers":
+        event_loop.run(run_gateway_workers(args))
+        return
     coro: Any = {"echo": run_echo, "sandbox": run_sandbox}.get(args.role)
-    asyncio.run(coro() if coro else run_gateway(args))
+    # Gateway and echo on the same loop implementation (uvloop unless ITSM_EVENT_LOOP=asyncio).
+    event_loop.run(coro() if coro else run_gateway(args))
 
 
 if __name__ == "__main__":

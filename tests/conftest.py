@@ -19,9 +19,20 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from server.runtime.event_loop import loop_factory
 from server.storage.database import create_engine
 from server.storage.migrate import head_revision, migrate
 from server.storage.tickets import TicketStore
+
+# ---------------------------------------------------------------------------------------------
+# Event loop: the one the gateway runs on (server/runtime/event_loop.py), uvloop when installed
+# unless ITSM_EVENT_LOOP=asyncio, so the tests run grpc.aio, aiohttp and the drivers on it too.
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    factory = loop_factory()
+    return {"asyncio": asyncio.new_event_loop} if factory is None else {"uvloop": factory}
+
 
 # ---------------------------------------------------------------------------------------------
 # Databases

@@ -3,7 +3,9 @@ web port (Connect, gRPC-web, /healthz, /readyz) and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -159,6 +161,7 @@ async def running_gateway(
         gateway = Gateway(options)
         await gateway.start()
         try:
+            await _started_up(gateway)
             async with (
                 _channel(gateway.grpc_port, tls) as channel,
                 aiohttp.ClientSession() as web,
@@ -176,6 +179,15 @@ async def running_gateway(
             await gateway.stop()
     finally:
         await sandbox.stop()
+
+
+async def _started_up(gateway: Gateway, within: float = 5.0) -> None:
+    """Waits (at most `within`) for the gateway's start-up background rounds (reconciler, status
+    sync...): one that ran late, while a test acts, would race the test's own round (claim the
+    ticket it syncs, take over the operation it settles)."""
+    rounds = [task.first_round_done.wait() for task in gateway._background]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*rounds), within)
 
 
 def _channel(port: int, tls: TlsFiles | None) -> grpc.aio.Channel:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.observability.logs import configure_logging
+from server.runtime import event_loop
 from server.runtime.app import Gateway, ServeOptions, StartupError, TlsFiles
 from server.runtime.config import ConfigError, GatewayConfig, load_config, parse_config
 from server.runtime.devmode import dev_banner, sandbox_config_overrides
@@ -206,7 +207,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{path}: OK ({', '.join(config.enabled_platforms())} enabled, "
               f"{len(config.templates)} templates, {receivers} Alertmanager receivers)")
         if args.database_url:
-            return asyncio.run(_check_platforms(args.database_url, config))
+            return event_loop.run(_check_platforms(args.database_url, config))
         return 0
     if args.command == "health":
         serving, seen = check(
@@ -216,14 +217,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"itsm-gateway health: {seen}", file=sys.stderr)
         return 0 if serving else 1
     if args.command == "migrate":
-        return asyncio.run(_migrate(args.database_url or DEFAULT_DATABASE_URL))
+        return event_loop.run(_migrate(args.database_url or DEFAULT_DATABASE_URL))
     if args.command == "sandbox":
         from sandbox.cli import sandbox_config_from_args, serve_sandbox
 
         return _run_until_signal(serve_sandbox(sandbox_config_from_args(args)))
     if args.command == "serve":
-        return asyncio.run(_serve(args))
-    return asyncio.run(_dev(args))
+        return event_loop.run(_serve(args))
+    return event_loop.run(_dev(args))
 
 
 def _load(path: str, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -548,7 +549,7 @@ def _run_until_signal(coro: Any) -> int:
             raise CliError(str(exc)) from None
         return 0
 
-    return asyncio.run(run())
+    return event_loop.run(run())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,12 @@ class Periodic:
         self._round = round_
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Set once the start-up round finished (tests wait for it before they race a round of theirs).
+        self.first_round_done = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
@@ -33,6 +39,7 @@ class Periodic:
                 await self._round()
             except Exception:  # keep the loop alive: the next round retries
                 log.exception("%s round failed", self._name)
+            self.first_round_done.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
 

@@ -26,10 +26,13 @@ ACCEPTED = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@hos
 T = TypeVar("T")
 
 # Sized for the 2,000-RPC concurrency cap: no connection is held across a platform call, so a
-# request holds one for a single statement (~1 ms); 40 connections serve far more than the
-# platforms' rate limits let through, and stay well under PostgreSQL's default 100 per server.
+# request holds one for a single statement (~1 ms); 20 connections serve far more than the
+# platforms' rate limits let through, and stay well under PostgreSQL's default 100 per server with
+# a few workers or replicas. No overflow: an overflow connection is opened for a burst and closed
+# when it is returned, so a steady load past the pool paid a connect (and PostgreSQL a backend
+# start) again and again; waiting a moment for a pooled connection is cheaper.
 DEFAULT_POOL_SIZE = 20
-DEFAULT_MAX_OVERFLOW = 20
+DEFAULT_MAX_OVERFLOW = 0
 DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0

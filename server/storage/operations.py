@@ -4,6 +4,14 @@ One row per request_id, whatever its kind. Its outcome and the change it makes t
 written in one transaction, so the ledger and the tickets never disagree. Every state change of a
 PENDING operation is fenced by the holder's lease token: a holder whose lease ran out (and was taken
 over) can no longer record anything. Leases and "now" are the database's clock (storage/clock.py).
+
+On PostgreSQL the hot path is one statement per step, each its own implicit transaction (one round
+trip, no BEGIN/COMMIT): a reservation with its new ticket is one INSERT ... ON CONFLICT DO NOTHING
+RETURNING whose new ticket is inserted by a data-modifying CTE only when the operation row was; an
+outcome with its ticket's change is one UPDATE of the operation (fenced) in a CTE and an UPDATE of the
+ticket joined to it. A statement is atomic as a transaction is, so nothing lands half. These are built
+once per shape with bound parameters (SQLAlchemy's compiled cache then skips their compilation).
+SQLite (no data-modifying CTEs) runs the same steps as several statements in one transaction.
 """
 
 from __future__ import annotations
@@ -12,10 +20,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, delete, exc, func, or_, select, update
+from sqlalchemy import Float, Row, and_, bindparam, case, delete, exc, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 
 from server.domain.records import (
     FAILED,
@@ -58,6 +67,67 @@ _FENCE = and_(
 )
 
 
+def _param(column: ColumnElement[Any], prefix: str) -> BindParameter[Any]:
+    # Prefixed: a bound parameter named as the column it sets is reserved by SQLAlchemy.
+    return bindparam(f"{prefix}{column.name}", type_=column.type)
+
+
+def _reserve_statement(with_ticket: bool, sla: bool) -> Any:
+    """PostgreSQL: the reservation (and its new ticket) as one statement, returning the operation
+    row when it was inserted, nothing when the request_id was taken."""
+    values: dict[str, Any] = {name: _param(operations.c[name], "o_") for name in _OPERATION_COLUMNS}
+    values.update(
+        lease_until=db_time(bindparam("lease_seconds", type_=Float())),
+        create_time=db_time(),
+        update_time=db_time(),
+    )
+    reserved = (
+        postgresql.insert(operations)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(*_RETURN_OPERATION)
+        .cte("reserved")
+    )
+    statement = select(*reserved.c)
+    if with_ticket:
+        ticket: dict[str, Any] = {name: _param(tickets.c[name], "t_") for name in _TICKET_COLUMNS}
+        ticket.update(create_time=db_time(), update_time=db_time())
+        if sla:
+            ticket.update(
+                response_due=db_time(bindparam("response_seconds", type_=Float())),
+                resolution_due=db_time(bindparam("resolution_seconds", type_=Float())),
+            )
+        names = list(ticket)
+        rows = select(*(ticket[name].label(name) for name in names)).where(
+            exists(select(reserved.c.request_id))
+        )
+        statement = statement.add_cte(tickets.insert().from_select(names, rows).cte("new_ticket"))
+    return statement
+
+
+_RESERVE = {(t, sla): _reserve_statement(t, sla) for t in (False, True) for sla in (False, True)}
+
+
+def _settle_statement(outcome: tuple[str, ...], changes: tuple[tuple[str, bool], ...]) -> Any:
+    """PostgreSQL: an outcome (fenced) and its ticket's change as one statement, returning the ticket
+    as changed; nothing when the holder was fenced out. changes: (column, whether it is DB_NOW)."""
+    settled = (
+        update(operations)
+        .where(_FENCE)
+        .values({**{name: _param(operations.c[name], "o_") for name in outcome}, "update_time": db_time()})
+        .returning(operations.c.ticket_id)
+        .cte("settled")
+    )
+    ticket_values = {name: db_time() if now else _param(tickets.c[name], "t_") for name, now in changes}
+    return (
+        update(tickets)
+        .where(tickets.c.id == settled.c.ticket_id)
+        .values({**ticket_values, "update_time": db_time()})
+        .returning(*tickets.c)
+        .add_cte(settled)
+    )
+
+
 def _insert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(operations).on_conflict_do_nothing(index_elements=["request_id"])
@@ -67,6 +137,9 @@ class OperationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._insert = _insert(engine.dialect.name)
+        self._one_statement = engine.dialect.name == "postgresql"
+        # (outcome columns, ticket change columns) -> its statement: bounded by the code's shapes.
+        self._settles: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]], Any] = {}
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -118,6 +191,8 @@ class OperationStore:
         }
         _check(values, OPERATION_MAX_CHARS)
         ticket_values = None if ticket is None else _new_ticket_values(ticket)
+        if self._one_statement and claim is None:
+            return await self._reserve_one(operation, ticket, ticket_values, lease_seconds)
         statement = self._insert.values(values).returning(*_RETURN_OPERATION)
 
         def work(connection: Connection) -> tuple[Row[Any] | None, bool]:
@@ -151,6 +226,47 @@ class OperationStore:
             row, reserved = taken.row, False
         if row is None:
             return await self.reserve(operation, ticket, lease_seconds=lease_seconds, claim=claim)
+        return _operation(row), reserved
+
+    async def _reserve_one(
+        self,
+        operation: OperationRecord,
+        ticket: NewTicket | None,
+        ticket_values: Mapping[str, Any] | None,
+        lease_seconds: float,
+    ) -> tuple[OperationRecord, bool]:
+        """reserve() without a claim on PostgreSQL: one statement, then (only when the request_id
+        was taken) one read of the operation that holds it."""
+        params: dict[str, Any] = {f"o_{name}": getattr(operation, name) for name in _OPERATION_COLUMNS}
+        params.update(
+            o_state=PENDING, o_last_error="", o_error_kind="", o_uncertain_since=None,
+            lease_seconds=float(lease_seconds),
+        )  # fmt: skip
+        sla = ticket is not None and ticket.sla is not None
+        if ticket is not None and ticket_values is not None:
+            params.update(
+                {f"t_{k}": v for k, v in ticket_values.items() if not isinstance(v, ClauseElement)}
+            )
+            if ticket.sla is not None:
+                params["response_seconds"] = float(ticket.sla.response_seconds)
+                params["resolution_seconds"] = float(ticket.sla.resolution_seconds)
+        statement = _RESERVE[ticket is not None, sla]
+        request_id = operation.request_id
+
+        def work(connection: Connection) -> tuple[Row[Any] | None, bool]:
+            try:
+                inserted = connection.execute(statement, params).first()
+            except exc.IntegrityError:
+                raise KeyTaken from None  # another ticket holds the dedup key: nothing was written
+            if inserted is not None:
+                return inserted, True
+            # Taken: read the one that won (a failed dedup create may have been forgotten in
+            # between, then None: try again).
+            return connection.execute(_BY_REQUEST_ID, {"rid": request_id}).first(), False
+
+        row, reserved = await run(self.engine, work)
+        if row is None:
+            return await self._reserve_one(operation, ticket, ticket_values, lease_seconds)
         return _operation(row), reserved
 
     async def forget_failed(self, request_id: str) -> bool:
@@ -284,7 +400,6 @@ class OperationStore:
     async def _settle(
         self, request_id: str, token: str, values: dict[str, Any], ticket_changes: Mapping[str, Any]
     ) -> TicketRecord | None:
-        statement = update(operations).where(_FENCE).values(values).returning(operations.c.ticket_id)
         changes = dict(ticket_changes)
         _check(changes, MAX_CHARS)
 
@@ -293,6 +408,10 @@ class OperationStore:
         take_key = changes.get("open_key") is TAKE_DEDUP_KEY
         if take_key:
             del changes["open_key"]
+
+        if self._one_statement and not take_key:
+            return await self._settle_one(request_id, token, values, changes)
+        statement = update(operations).where(_FENCE).values(values).returning(operations.c.ticket_id)
 
         def work(connection: Connection) -> Row[Any] | None:
             settled = connection.execute(statement, {"rid": request_id, "token": token}).first()
@@ -305,6 +424,22 @@ class OperationStore:
             ).first()
 
         row = await in_transaction(self.engine, work)
+        return None if row is None else _ticket(row)
+
+
+    async def _settle_one(
+        self, request_id: str, token: str, values: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> TicketRecord | None:
+        """_settle on PostgreSQL: one statement, built once per shape of outcome and change."""
+        outcome = tuple(name for name, value in values.items() if not isinstance(value, ClauseElement))
+        shape = tuple((name, value is DB_NOW) for name, value in changes.items())
+        statement = self._settles.get((outcome, shape))
+        if statement is None:
+            statement = self._settles[outcome, shape] = _settle_statement(outcome, shape)
+        params: dict[str, Any] = {"rid": request_id, "token": token}
+        params.update({f"o_{name}": values[name] for name in outcome})
+        params.update({f"t_{name}": value for name, value in changes.items() if value is not DB_NOW})
+        row = await run(self.engine, lambda c: c.execute(statement, params).first())
         return None if row is None else _ticket(row)
 
 

@@ -314,6 +314,10 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
         # method -> its series, or None for an excluded service. Only methods the server resolved
         # get here, so the map is bounded by the registered methods.
         self._series: dict[str, _MethodSeries | None] = {}
+        # method -> (the handler it was given, its observed wrapper): wrapped once per method, not
+        # per call, while the handler below stays the same object (the error interceptor caches its
+        # own; a refusal is a new handler each time and is wrapped afresh).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -322,13 +326,18 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         try:
             series = self._series[method]
         except KeyError:
             series = self._series[method] = self._new_series(handler_call_details, handler)
         if series is None:
             return handler
-        return observe(handler, series.begin)
+        wrapped = observe(handler, series.begin)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _new_series(
         self, details: grpc.HandlerCallDetails, handler: grpc.RpcMethodHandler

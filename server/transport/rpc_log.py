@@ -164,6 +164,9 @@ class RpcLogInterceptor(aio.ServerInterceptor):
         self._quiet = frozenset(quiet_services)
         # Only methods the server resolved get here: bounded by the registered methods.
         self._methods: dict[str, _MethodLog] = {}
+        # method -> (the handler it was given, its logged wrapper): wrapped once per method while
+        # the handler below stays the same object.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -173,12 +176,17 @@ class RpcLogInterceptor(aio.ServerInterceptor):
         if handler is None:
             self._unimplemented(method)
             return None
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         try:
             log = self._methods[method]
         except KeyError:
             service = method.lstrip("/").split("/", 1)[0]
             log = self._methods[method] = _MethodLog(self._logger, method, service in self._quiet)
-        return observe(handler, log.begin)
+        wrapped = observe(handler, log.begin)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _unimplemented(self, method: str) -> None:
         # grpc answers UNIMPLEMENTED itself and logs nothing; a misspelt method deserves one line.

@@ -186,3 +186,7 @@ class PlatformSpec:
     # searchable too. A marker look-up made earlier could miss a ticket that is about to appear.
     confirmation_delay: float = 6.0
     search_confirmation_delay: float = 6.0
+    # Payload paths that append to the ticket's journal instead of setting a value (ServiceNow's
+    # work_notes and comments): set at creation only, since sending one again appends it again;
+    # later entries go through add_comment, exactly once. UpdateTicket refuses them.
+    journal_paths: tuple[tuple[str, ...], ...] = ()

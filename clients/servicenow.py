@@ -523,4 +523,5 @@ SPEC = PlatformSpec(
     # runs), plus a second's margin. Its table queries read committed rows: no search lag.
     confirmation_delay=6.0,
     search_confirmation_delay=6.0,
+    journal_paths=(("work_notes",), ("comments",)),
 )

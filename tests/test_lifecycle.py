@@ -217,6 +217,20 @@ async def test_bad_updates_are_refused_with_violations_and_send_nothing(harness)
     assert (await issue(harness, t.external_key))["summary"] == "Disk full on db-1"
 
 
+async def test_journal_fields_are_refused_by_update_and_send_nothing(harness) -> None:
+    """ServiceNow's work_notes and comments append to the journal: sending one again appends it
+    again, so UpdateTicket refuses them (AddComment adds entries exactly once). Found by the fuzz
+    drill: the client's own guard answered INTERNAL."""
+    t = await open_ticket(harness, SN, "journal-u")
+    sent = await writes(harness, "servicenow")
+    for n, field in enumerate(("work_notes", "comments")):
+        error = await rpc_error(harness.tickets.UpdateTicket(update(t.id, f"journal-{n}", **{field: "note"})))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert any(field in path for path in field_violations(error)), field_violations(error)
+        assert "AddComment" in error.details(), error.details()
+    assert await writes(harness, "servicenow") == sent
+
+
 async def test_unknown_ticket_bad_id_and_bad_comment(harness) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     error = await rpc_error(harness.tickets.AddComment(comment(missing, "x1", "hello")))

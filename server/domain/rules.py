@@ -31,6 +31,7 @@ class FieldRule:
     default: str | None = None  # applied when the caller leaves the field out
     description: str = ""
     immutable: bool = False  # the platform does not let it change after creation (Jira project)
+    journal: bool = False  # appends to the journal (ServiceNow work_notes): creation only, then comments
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def validate_update(
 ) -> list[Violation]:
     """Violations of a change to some fields of an existing ticket: only the fields given are
     checked; an empty value clears a field, which a required one refuses; a field the platform does
-    not let change after creation is IMMUTABLE."""
+    not let change after creation, or that appends to its journal, is IMMUTABLE."""
     violations: list[Violation] = []
     if not fields:
         violations.append(Violation("fields", "name at least one field to change", Reason.REQUIRED))
@@ -138,6 +138,9 @@ def validate_update(
             violations.append(_unknown(name, rules, True))
         elif rule.immutable:
             description = "cannot be changed after the ticket was created"
+            violations.append(Violation(name, description, Reason.IMMUTABLE))
+        elif rule.journal:
+            description = "adds to the ticket's journal, not a value to change: use AddComment"
             violations.append(Violation(name, description, Reason.IMMUTABLE))
         elif not value:
             if rule.required:

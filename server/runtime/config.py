@@ -198,10 +198,10 @@ def _delay(value: Any, path: str) -> float:
 
 def _field_mapping(obj: ConfigObject) -> dict[str, dict[str, FieldRule]]:
     mapping = {}
-    for platform in registry.specs():
+    for platform, spec in registry.specs().items():
         rules = obj.obj(platform)
         mapping[platform] = {
-            name: _field_rule(ConfigObject(value, rules.at(name)), name)
+            name: _journal(_field_rule(ConfigObject(value, rules.at(name)), name), spec.journal_paths)
             for name, value in rules.value.items()
         }
         for name in rules.value:
@@ -210,6 +210,11 @@ def _field_mapping(obj: ConfigObject) -> dict[str, dict[str, FieldRule]]:
         _check_paths(rules, mapping[platform])
     obj.done()
     return mapping
+
+
+def _journal(rule: FieldRule, journal_paths: tuple[tuple[str, ...], ...]) -> FieldRule:
+    """The rule, marked as a journal field when its platform's module says its path is one."""
+    return replace(rule, journal=True) if rule.path in journal_paths else rule
 
 
 def _field_rule(obj: ConfigObject, name: str) -> FieldRule:

@@ -43,10 +43,6 @@ class Periodic:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
     def running(self) -> bool:
         """Whether the loop's task is alive (the itsm_background_tasks gauge)."""
         return self._task is not None and not self._task.done()

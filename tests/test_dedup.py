@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
 from sandbox import SandboxConfig, registered, start_sandbox
+from server.domain.records import FAILED, PENDING
+from server.service.engine import DecideAfresh, Request
 from tests.gateway import running_gateway
 from tests.processes import config_on, serve_on, stop, wait_serving_async
 from tests.rpc import field_violations, rpc_error
@@ -257,3 +260,49 @@ async def test_a_sync_round_over_several_tickets_records_a_person_resolving_one(
     assert sorted(t.id for t in still_open.tickets) == sorted([tickets[0].id, tickets[2].id])
     again = await harness.tickets.CreateTicket(create(SN, "s-again", "key-1"))
     assert again.outcome == REOPENED and again.ticket.id == tickets[1].id
+
+
+
+async def test_the_reconciler_never_retries_a_create_that_failed_since_it_listed_it(harness) -> None:
+    """The reconciler lists an abandoned dedup create; before it takes it over, a repeat takes it,
+    fails and gives the key up. The reconciler must leave it (only a repeat retries a failure, and a
+    dedup create's repeat decides afresh): it retried it, opening a ticket that held no key, and the
+    key's next create opened a second one (found by the replica drill)."""
+    down = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", down)
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "stale-1", "stale")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    failed = await harness.gateway.engine._ledger.get("stale-1")
+    assert failed is not None and failed.state == FAILED
+    as_listed = replace(failed, state=PENDING)  # what the reconciler's list said a moment earlier
+    kind = harness.gateway.reconciler._kinds[failed.kind]
+    assert await harness.gateway.engine.settle(as_listed, kind) is None
+    assert await harness.records("servicenow") == 0
+    second = await harness.tickets.CreateTicket(create(SN, "stale-2", "stale"))
+    again = await harness.tickets.CreateTicket(create(SN, "stale-1", "stale"))
+    assert second.outcome == CREATED
+    assert again.outcome == ATTACHED and again.ticket.id == second.ticket.id
+    assert await harness.records("servicenow") == 1
+
+
+
+async def test_a_repeat_that_was_following_a_create_that_failed_decides_afresh(harness) -> None:
+    """A repeat that waited for the holder of its request_id (it saw it PENDING) and then sees it
+    FAILED: for a dedup create, which gave its key up when it failed, the engine must not retry it
+    as it stands (that opens a ticket that holds no key) but hand it back to be decided afresh."""
+    down = {"error_rate": 1.0, "statuses": [503], "retry_after_seconds": 0}
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", down)
+    error = await rpc_error(harness.tickets.CreateTicket(create(SN, "follow-1", "follow")))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    await harness.sandbox_put("servicenow", "/_sandbox/faults", NO_FAULTS)
+    engine = harness.gateway.engine
+    failed = await engine._ledger.get("follow-1")
+    assert failed is not None and failed.state == FAILED
+    kind = harness.gateway.reconciler._kinds[failed.kind]
+    with pytest.raises(DecideAfresh):
+        await engine._follow(failed, Request(failed, kind, None, None))  # where the waiting repeat is
+    assert await harness.records("servicenow") == 0
+    again = await harness.tickets.CreateTicket(create(SN, "follow-1", "follow"))
+    assert again.outcome == CREATED and again.ticket.dedup_key == "follow"
+    assert await harness.records("servicenow") == 1

@@ -129,5 +129,10 @@ class CreateKind:
     def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
         return {"state": PENDING} if operation.payload.get("decision", NEW) == NEW else {}
 
+    def decides_afresh(self, operation: OperationRecord) -> bool:
+        # A failed dedup create gave its key up (failed()): retried as it stands, it would open a
+        # second ticket for a key another create may hold by now.
+        return "decision" in operation.payload
+
     def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
         return to_caller(self._catalog, work, error)

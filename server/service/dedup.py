@@ -35,7 +35,7 @@ from server.domain.records import (
 from server.service.catalog import Catalog
 from server.service.comments import comment_hash
 from server.service.creation import ATTACH, NEW, REOPEN_DECISION, CreateKind
-from server.service.engine import Done, Engine, Request
+from server.service.engine import DecideAfresh, Done, Engine, Request
 from server.service.platform_errors import caller_error
 from server.service.ports import KeyClaim, KeyTaken, NewTicket, OperationLedger, TicketStore
 
@@ -77,12 +77,13 @@ class Deduplication:
         existing = await self._ledger.get(request_id)
         if existing is not None:
             if existing.state == FAILED and existing.kind == CREATE and not existing.permanent:
-                # Nothing of it reached the platform: its repeat decides afresh (the key may have
-                # passed to another ticket meanwhile).
-                await self._ledger.forget_failed(request_id)
+                await self._forget(request_id)
             else:  # a repeat: the engine's rules (replay, wait, mismatch), nothing decided
                 repeat = Request(create.operation, self._kind, None, create.deadline)
-                return await self._engine.execute(repeat)
+                try:
+                    return await self._engine.execute(repeat)
+                except DecideAfresh:  # it failed while this repeat waited for it
+                    await self._forget(request_id)
         until = self._end(create.deadline)
         lost = 0
         while lost < MAX_DECISIONS:
@@ -94,11 +95,19 @@ class Deduplication:
                     return await self._engine.execute(request)
                 except KeyTaken:
                     pass  # another create won that race
+                except DecideAfresh:  # a repeat of this request_id reserved it first, and it failed
+                    await self._forget(request_id)
             lost += 1  # a race lost, or a ticket found closed meanwhile: decide again
         raise errors.Unavailable(
             f"dedup key {create.ticket.dedup_key!r} is contended (decided {MAX_DECISIONS} times); retry",
             retry_after_seconds=1.0,
         )
+
+    async def _forget(self, request_id: str) -> None:
+        """Nothing of a failed create reached the platform, and it gave its key up: its repeat
+        decides afresh (the key may have passed to another ticket meanwhile), never retries it as
+        it stands. (A concurrent repeat may have forgotten it first: then this one follows that.)"""
+        await self._ledger.forget_failed(request_id)
 
     async def _decide(self, create: Create, until: float) -> Request | object | None:
         """The next decision; _WAITED after waiting for the key's ticket to be created, None after

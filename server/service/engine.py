@@ -124,6 +124,11 @@ class OperationKind(Protocol):
         """The ticket's change when a repeat takes over a failed or abandoned operation."""
         ...
 
+    def decides_afresh(self, operation: OperationRecord) -> bool:
+        """Whether a repeat of it, once it FAILED for a reason a repeat may retry, must decide again
+        rather than retry it as it stands (a dedup create: its key may have passed to another ticket)."""
+        ...
+
     def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
         """What the caller hears about a failure that was not applied."""
         ...
@@ -152,6 +157,11 @@ class _Undecided(Exception):
     def __init__(self, why: str, retry_after: float) -> None:
         super().__init__(why)
         self.retry_after = retry_after
+
+
+class DecideAfresh(Exception):
+    """A followed operation FAILED and its kind decides afresh: the caller forgets it and decides
+    again (the engine must not take it over as it stands)."""
 
 
 class _FencedOut(Exception):
@@ -203,6 +213,9 @@ class Engine:
             token=_token(),
             lease_seconds=self._settings.lease_seconds,
             ticket_changes=kind.retried(operation),
+            # Abandoned ones only: the one it listed may have FAILED since (a repeat took it over
+            # and failed), and a failure is retried only by a repeat, which may decide afresh.
+            retry_failed=False,
         )
         if taken is None:
             return None
@@ -220,6 +233,8 @@ class Engine:
             if operation.permanent:
                 work = await self._work_for(operation, request)
                 raise request.kind.to_error(work, _stored_error(operation, work.ticket.platform))
+            if operation.state == FAILED and request.kind.decides_afresh(operation):
+                raise DecideAfresh(operation.request_id)
             if operation.state == FAILED or operation.lease_expired:
                 taken = await self._ledger.take_over(
                     operation.request_id,
@@ -481,6 +496,7 @@ __all__ = [
     "PENDING",
     "Applied",
     "ConfirmationDelays",
+    "DecideAfresh",
     "Done",
     "Engine",
     "EngineSettings",

@@ -30,5 +30,8 @@ class FollowUpKind:
     def retried(self, operation: OperationRecord) -> Mapping[str, Any]:
         return {}
 
+    def decides_afresh(self, operation: OperationRecord) -> bool:
+        return False
+
     def to_error(self, work: Work, error: PlatformError) -> errors.GatewayError:
         return to_caller(self._catalog, work, error)

@@ -133,6 +133,7 @@ class OperationLedger(Protocol):
         token: str,
         lease_seconds: float,
         ticket_changes: Mapping[str, Any] | None = None,
+        retry_failed: bool = True,
     ) -> OperationRecord | None: ...
 
     async def note_uncertain(

@@ -287,9 +287,11 @@ class OperationStore:
         token: str,
         lease_seconds: float,
         ticket_changes: Mapping[str, Any] | None = None,
+        retry_failed: bool = True,
     ) -> OperationRecord | None:
-        """Compare-and-set a new holder: a PENDING operation whose lease ran out, or one that FAILED
-        for a reason a repeat may retry. Of concurrent callers exactly one gets it, the rest None.
+        """Compare-and-set a new holder: a PENDING operation whose lease ran out, or (retry_failed,
+        for a repeat of its request_id) one that FAILED for a reason a repeat may retry. Of
+        concurrent callers exactly one gets it, the rest None.
 
         A PENDING operation's earlier holder may have sent it without recording so: it becomes
         uncertain (as of its lease's end, if it was not already), so the new holder looks before
@@ -301,7 +303,9 @@ class OperationStore:
         earlier_send_ended = func.coalesce(operations.c.uncertain_since, operations.c.lease_until)
         statement = (
             update(operations)
-            .where(operations.c.request_id == request_id, or_(expired, retryable))
+            .where(
+                operations.c.request_id == request_id, or_(expired, retryable) if retry_failed else expired
+            )
             .values(
                 state=PENDING,
                 lease_token=token,

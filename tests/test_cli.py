@@ -120,6 +120,16 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "cannot use database" in err
 
 
+def test_a_bad_event_loop_choice_is_one_line(tmp_path: Path) -> None:
+    code, err = run(
+        "migrate", "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        cwd=tmp_path, env={"ITSM_EVENT_LOOP": "bogus"},
+    )
+    assert code == 2 and "Traceback" not in err
+    assert "ITSM_EVENT_LOOP must be one of uvloop, asyncio" in err
+    assert not (tmp_path / "x.db").exists()
+
+
 @pytest.mark.parametrize("flag", ["--grpc-port=99999", "--grpc-port=abc", "--web-port=70000"])
 def test_bad_ports_are_usage_errors(tmp_path: Path, flag: str) -> None:
     code, err = run("serve", flag, cwd=tmp_path)

@@ -191,12 +191,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.raw_argv = raw  # what a supervisor passes on to its workers
     configure_logging()
     try:
+        _check_event_loop()
         return _dispatch(args)
     except CliError as exc:
         print(f"itsm-gateway: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+
+
+def _check_event_loop() -> None:
+    """A bad ITSM_EVENT_LOOP is one line and exit 2, before anything starts."""
+    try:
+        event_loop.loop_name()
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
 
 
 def _dispatch(args: argparse.Namespace) -> int:

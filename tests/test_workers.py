@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from itsm.v1 import common_pb2, ticket_service_pb2, ticket_service_pb2_grpc
 from sandbox import SandboxConfig, start_sandbox
+from server.observability.logs import BufferedStderrHandler
 from server.runtime.workers import MAX_WORKERS, usable_cpus, worker_count
 from tests.processes import config_on, free_port, gateway, run, stop, wait_serving_async
 
@@ -102,6 +103,9 @@ async def test_two_workers_share_the_ports_and_the_metrics_and_survive_a_kill(
             assert total(metrics, "itsm_ticket_creation_total", **created) == 40
             assert total(metrics, "grpc_server_handled_total", grpc_method="CreateTicket", grpc_code="OK") == 40
 
+            # Workers flush INFO lines every FLUSH_SECONDS and SIGKILL loses what is unflushed: give
+            # the one about to die time to write the lines of the calls it answered.
+            await asyncio.sleep(BufferedStderrHandler.FLUSH_SECONDS * 10)
             killed = min(first)
             os.kill(killed, signal.SIGKILL)
             await until(lambda: len(children(supervisor.pid)) == 2 and killed not in children(supervisor.pid))

@@ -53,7 +53,9 @@ MAX_BATCH = 1000
 
 _OPERATION_COLUMNS = tuple(c.name for c in operations.c)
 _TICKET_COLUMNS = tuple(c.name for c in tickets.c)
-_OBSERVED = db_time().label("observed_at")
+# The database's "now" as SQL: one immutable element, reused rather than built per statement.
+_NOW = db_time()
+_OBSERVED = _NOW.label("observed_at")
 _RETURN_OPERATION = (*operations.c, _OBSERVED)
 
 if set(_OPERATION_COLUMNS) != {f.name for f in dataclasses.fields(OperationRecord)} - {"observed_at"}:
@@ -81,8 +83,8 @@ def _reserve_statement(with_ticket: bool, sla: bool) -> Any:
     values: dict[str, Any] = {name: _param(operations.c[name], "o_") for name in _OPERATION_COLUMNS}
     values.update(
         lease_until=db_time(bindparam("lease_seconds", type_=Float())),
-        create_time=db_time(),
-        update_time=db_time(),
+        create_time=_NOW,
+        update_time=_NOW,
     )
     reserved = (
         postgresql.insert(operations)
@@ -94,7 +96,7 @@ def _reserve_statement(with_ticket: bool, sla: bool) -> Any:
     statement = select(*reserved.c)
     if with_ticket:
         ticket: dict[str, Any] = {name: _param(tickets.c[name], "t_") for name in _TICKET_COLUMNS}
-        ticket.update(create_time=db_time(), update_time=db_time())
+        ticket.update(create_time=_NOW, update_time=_NOW)
         if sla:
             ticket.update(
                 response_due=db_time(bindparam("response_seconds", type_=Float())),
@@ -117,15 +119,15 @@ def _settle_statement(outcome: tuple[str, ...], changes: tuple[tuple[str, bool],
     settled = (
         update(operations)
         .where(_FENCE)
-        .values({**{name: _param(operations.c[name], "o_") for name in outcome}, "update_time": db_time()})
+        .values({**{name: _param(operations.c[name], "o_") for name in outcome}, "update_time": _NOW})
         .returning(operations.c.ticket_id)
         .cte("settled")
     )
-    ticket_values = {name: db_time() if now else _param(tickets.c[name], "t_") for name, now in changes}
+    ticket_values = {name: _NOW if now else _param(tickets.c[name], "t_") for name, now in changes}
     return (
         update(tickets)
         .where(tickets.c.id == settled.c.ticket_id)
-        .values({**ticket_values, "update_time": db_time()})
+        .values({**ticket_values, "update_time": _NOW})
         .returning(*tickets.c)
         .add_cte(settled)
     )
@@ -166,7 +168,7 @@ class OperationStore:
             raise ValueError(f"limit must be between 1 and {MAX_BATCH}")
         statement = (
             select(*_RETURN_OPERATION)
-            .where(operations.c.state == PENDING, operations.c.lease_until <= db_time())
+            .where(operations.c.state == PENDING, operations.c.lease_until <= _NOW)
             .order_by(operations.c.lease_until, operations.c.request_id)
             .limit(limit)
         )
@@ -188,20 +190,19 @@ class OperationStore:
         or (the existing one, False). A dedup decision that lost its race raises KeyTaken, and
         nothing is written: a new ticket whose key another holds, a reopen of a ticket that
         someone reopened first, an attach to a ticket that gave its key up."""
-        values = {
-            **{name: getattr(operation, name) for name in _OPERATION_COLUMNS},
-            "state": PENDING,
-            "last_error": "",
-            "error_kind": "",
-            "uncertain_since": None,
-            "lease_until": db_time(lease_seconds),
-            "create_time": db_time(),
-            "update_time": db_time(),
-        }
-        _check(values, OPERATION_MAX_CHARS)
-        ticket_values = None if ticket is None else _new_ticket_values(ticket)
+        columns = {name: getattr(operation, name) for name in _OPERATION_COLUMNS}
+        columns.update(state=PENDING, last_error="", error_kind="", uncertain_since=None)
+        _check(columns, OPERATION_MAX_CHARS)
+        ticket_columns = None if ticket is None else _new_ticket_columns(ticket)
         if self._one_statement and claim is None:
-            return await self._reserve_one(operation, ticket, ticket_values, lease_seconds)
+            return await self._reserve_one(operation, ticket, ticket_columns, lease_seconds)
+        values = {
+            **columns,
+            "lease_until": db_time(lease_seconds),
+            "create_time": _NOW,
+            "update_time": _NOW,
+        }
+        ticket_values = None if ticket is None else _with_times(ticket, ticket_columns or {})
         statement = self._insert.values(values).returning(*_RETURN_OPERATION)
 
         def work(connection: Connection) -> tuple[Row[Any] | None, bool]:
@@ -241,7 +242,7 @@ class OperationStore:
         self,
         operation: OperationRecord,
         ticket: NewTicket | None,
-        ticket_values: Mapping[str, Any] | None,
+        ticket_columns: Mapping[str, Any] | None,
         lease_seconds: float,
     ) -> tuple[OperationRecord, bool]:
         """reserve() without a claim on PostgreSQL: one statement, then (only when the request_id
@@ -252,8 +253,8 @@ class OperationStore:
             lease_seconds=float(lease_seconds),
         )  # fmt: skip
         sla = ticket is not None and ticket.sla is not None
-        if ticket is not None and ticket_values is not None:
-            params.update({f"t_{k}": v for k, v in ticket_values.items() if not isinstance(v, ClauseElement)})
+        if ticket is not None and ticket_columns is not None:
+            params.update({f"t_{k}": v for k, v in ticket_columns.items()})
             if ticket.sla is not None:
                 params["response_seconds"] = float(ticket.sla.response_seconds)
                 params["resolution_seconds"] = float(ticket.sla.resolution_seconds)
@@ -267,7 +268,7 @@ class OperationStore:
         # None: try again).
         existing = await self.get(operation.request_id)
         if existing is None:
-            return await self._reserve_one(operation, ticket, ticket_values, lease_seconds)
+            return await self._reserve_one(operation, ticket, ticket_columns, lease_seconds)
         return existing, False
 
     async def forget_failed(self, request_id: str) -> bool:
@@ -297,7 +298,7 @@ class OperationStore:
         A PENDING operation's earlier holder may have sent it without recording so: it becomes
         uncertain (as of its lease's end, if it was not already), so the new holder looks before
         it sends. ticket_changes apply to its ticket in the same transaction."""
-        expired = and_(operations.c.state == PENDING, operations.c.lease_until <= db_time())
+        expired = and_(operations.c.state == PENDING, operations.c.lease_until <= _NOW)
         retryable = and_(
             operations.c.state == FAILED, operations.c.error_kind.not_in(sorted(PERMANENT_KINDS))
         )
@@ -315,7 +316,7 @@ class OperationStore:
                     (operations.c.state == PENDING, earlier_send_ended),
                     else_=operations.c.uncertain_since,
                 ),
-                update_time=db_time(),
+                update_time=_NOW,
             )
             .returning(*_RETURN_OPERATION)
         )
@@ -338,15 +339,15 @@ class OperationStore:
         (nothing went out since it was last marked) keeps an earlier mark. release: the holder gives
         up (its caller's time ran out) and lets a repeat or the reconciler finish; else it keeps its
         lease and looks itself. None when the holder was fenced out."""
-        since = db_time() if sent else func.coalesce(operations.c.uncertain_since, db_time())
+        since = _NOW if sent else func.coalesce(operations.c.uncertain_since, _NOW)
         values: dict[str, Any] = {
             "uncertain_since": since,
             "attempts": attempts,
             "last_error": error[:MAX_LAST_ERROR_CHARS],
-            "update_time": db_time(),
+            "update_time": _NOW,
         }
         if release:
-            values["lease_until"] = db_time()
+            values["lease_until"] = _NOW
         statement = update(operations).where(_FENCE).values(values).returning(*_RETURN_OPERATION)
         params = {"rid": request_id, "token": token}
         row = await run(self.engine, lambda c: c.execute(statement, params).first())
@@ -372,7 +373,7 @@ class OperationStore:
             "lease_token": "",
             "lease_until": None,
             "uncertain_since": None,
-            "update_time": db_time(),
+            "update_time": _NOW,
         }
         return await self._settle(request_id, token, values, ticket_changes)
 
@@ -398,7 +399,7 @@ class OperationStore:
             "lease_token": "",
             "lease_until": None,
             "uncertain_since": None,
-            "update_time": db_time(),
+            "update_time": _NOW,
         }
         return await self._settle(request_id, token, values, ticket_changes)
 
@@ -465,7 +466,7 @@ def _claimed(connection: Connection, claim: KeyClaim) -> dict[str, Any]:
             .where(
                 tickets.c.id == claim.ticket_id, tickets.c.open_key.is_(None), tickets.c.status == RESOLVED
             )
-            .values(open_key=claim.key, update_time=db_time())
+            .values(open_key=claim.key, update_time=_NOW)
         )
         try:
             taken = connection.execute(statement).rowcount
@@ -504,22 +505,29 @@ def _take_key(connection: Connection, ticket_id: str) -> None:
 
 
 def _ticket_update(ticket_id: str, changes: Mapping[str, Any]) -> Any:
-    values = {name: db_time() if value is DB_NOW else value for name, value in changes.items()}
-    return update(tickets).where(tickets.c.id == ticket_id).values({**values, "update_time": db_time()})
+    values = {name: _NOW if value is DB_NOW else value for name, value in changes.items()}
+    return update(tickets).where(tickets.c.id == ticket_id).values({**values, "update_time": _NOW})
 
 
-def _new_ticket_values(new: NewTicket) -> dict[str, Any]:
+def _new_ticket_columns(new: NewTicket) -> dict[str, Any]:
+    """A new ticket's columns but its times (the database's clock sets those), checked."""
     record = new.record
     values = {name: getattr(record, name) for name in _TICKET_COLUMNS}
-    values.update(create_time=db_time(), update_time=db_time(), state=record.state)
+    del values["create_time"], values["update_time"], values["response_due"], values["resolution_due"]
+    if new.sla is not None:
+        values.update(priority=new.sla.priority, sla_state=new.sla.state)
+    _check(values, MAX_CHARS)
+    return values
+
+
+def _with_times(new: NewTicket, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The new ticket's columns with its times, as SQL on the database's clock."""
+    values = {**columns, "create_time": _NOW, "update_time": _NOW}
     if new.sla is not None:
         values.update(
-            priority=new.sla.priority,
-            sla_state=new.sla.state,
             response_due=db_time(new.sla.response_seconds),
             resolution_due=db_time(new.sla.resolution_seconds),
         )
-    _check(values, MAX_CHARS)
     return values
 
 

@@ -35,6 +35,7 @@ class Cursor:
         return cls(create_time=record.create_time, id=record.id)
 
 
+
 def encode_page_token(cursor: Cursor, filters: TicketFilter) -> str:
     body = {"t": utc(cursor.create_time).isoformat(), "i": cursor.id, "f": filters.fingerprint()}
     raw = json.dumps(body, separators=(",", ":")).encode()

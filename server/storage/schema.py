@@ -140,7 +140,9 @@ Index("ix_tickets_job_id_create_time_id", tickets.c.job_id, tickets.c.create_tim
 Index("ix_tickets_external_key", tickets.c.external_key)
 Index("ix_tickets_create_time_id", tickets.c.create_time.desc(), tickets.c.id.desc())
 Index("ix_tickets_sla_state", tickets.c.sla_state)
-Index("ix_tickets_sla_open", tickets.c.platform, tickets.c.state, tickets.c.resolved_at, tickets.c.synced_at)
+Index(
+    "ix_tickets_sla_open", tickets.c.platform, tickets.c.state, tickets.c.resolved_at, tickets.c.synced_at
+)
 # At most one ticket per platform holds a dedup key: the database decides, never a search. NULLs
 # (tickets without a key, or no longer holding theirs) never conflict.
 Index("uq_tickets_open_key", tickets.c.platform, tickets.c.open_key, unique=True)
@@ -216,3 +218,5 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware")
     return value.astimezone(UTC)
+
+

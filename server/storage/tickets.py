@@ -37,7 +37,9 @@ _NEW_STATUS = case((bindparam("new_status") == "", tickets.c.status), else_=bind
 _KEY_KEPT = case(
     (or_(*(bindparam("new_status") == status for status in _DONE)), None), else_=tickets.c.open_key
 )
-_RESOLUTION = case((bindparam("new_status") == "", tickets.c.resolution), else_=bindparam("new_resolution"))
+_RESOLUTION = case(
+    (bindparam("new_status") == "", tickets.c.resolution), else_=bindparam("new_resolution")
+)
 # The sync's findings, fenced by its claim: a sync whose claim ran out and was taken by another
 # gateway writes nothing. Breaches are not here: see record_breaches.
 _RECORD_SLA = (

@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("request_id", name="uq_tickets_request_id"),
         sa.CheckConstraint("state IN ('PENDING', 'CREATED', 'FAILED')", name="ck_tickets_state"),
         # The reconciler finds abandoned work by its lease: a PENDING row always has one.
-        sa.CheckConstraint("state <> 'PENDING' OR lease_until IS NOT NULL", name="ck_tickets_pending_lease"),
+        sa.CheckConstraint(
+            "state <> 'PENDING' OR lease_until IS NOT NULL", name="ck_tickets_pending_lease"
+        ),
     )
     op.create_index("ix_tickets_platform", "tickets", ["platform"])
     # Serves the state filter and the reconciler's scan for expired PENDING leases.
@@ -57,7 +59,9 @@ def upgrade() -> None:
         ["job_id", sa.text("create_time DESC"), sa.text("id DESC")],
     )
     op.create_index("ix_tickets_external_key", "tickets", ["external_key"])
-    op.create_index("ix_tickets_create_time_id", "tickets", [sa.text("create_time DESC"), sa.text("id DESC")])
+    op.create_index(
+        "ix_tickets_create_time_id", "tickets", [sa.text("create_time DESC"), sa.text("id DESC")]
+    )
 
 
 def downgrade() -> None:

@@ -35,7 +35,9 @@ def upgrade() -> None:
     # in the rest at its next round.
     op.execute("UPDATE tickets SET status = 'RESOLVED' WHERE state = 'CREATED' AND resolved_at IS NOT NULL")
     op.create_index("uq_tickets_open_key", "tickets", ["platform", "open_key"], unique=True)
-    op.create_index("ix_tickets_dedup_key", "tickets", ["platform", "dedup_key", sa.text("create_time DESC")])
+    op.create_index(
+        "ix_tickets_dedup_key", "tickets", ["platform", "dedup_key", sa.text("create_time DESC")]
+    )
 
 
 def downgrade() -> None:

@@ -15,7 +15,10 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from clients.http import AttemptEvent
 from itsm.v1 import common_pb2, ticket_pb2, ticket_service_pb2
+from server.observability import logcontext
+from server.observability.logcontext import log_attempt
 from server.observability.logs import configure_logging
 from server.observability.redaction import REDACTOR, redact, register_basic_auth, register_secrets
 from server.transport.auth import TokenRegistry
@@ -87,6 +90,52 @@ def test_every_event_is_one_json_line_with_base_fields_and_extras(capture: Captu
     assert first["time"].endswith("Z") and "T" in first["time"]
     assert (first["job_id"], first["platform"], first["attempts"], first["outcome"]) == ("nightly-42", "jira", 2, "created")
     assert lines[1]["message"] == "plain"
+
+
+@pytest.fixture
+def call_fields() -> Iterator[dict[str, Any]]:
+    """The fields of an RPC's line, bound as the RPC log interceptor binds them; unbound after."""
+    fields: dict[str, Any] = {}
+    token = logcontext._fields.set(fields)
+    yield fields
+    logcontext._fields.reset(token)
+
+
+def _attempt(attempt: int, outcome: str, status: int | None, reason: str | None = None) -> AttemptEvent:
+    return AttemptEvent("servicenow", "create", "POST", attempt, status, 0.0123, outcome, reason)  # type: ignore[arg-type]
+
+
+def test_a_first_attempt_that_succeeds_is_folded_into_the_rpc_line(
+    capture: Capture, call_fields: dict[str, Any]
+) -> None:
+    fields = call_fields
+    logging.getLogger().setLevel(logging.INFO)
+    log_attempt(_attempt(1, "ok", 201))
+    assert [line for line in capture.lines() if line["logger"] == "itsm.attempt"] == []
+    assert (fields["platform_status"], fields["platform_ms"]) == (201, 12.3)  # on the RPC's line
+
+
+def test_failed_attempts_and_the_success_after_them_have_their_own_lines(
+    capture: Capture, call_fields: dict[str, Any]
+) -> None:
+    fields = call_fields
+    fields["request_id"] = "r-2"
+    logging.getLogger().setLevel(logging.INFO)
+    log_attempt(_attempt(1, "retry", 503, "http_503"))
+    log_attempt(_attempt(2, "ok", 201))
+    lines = [line for line in capture.lines() if line["logger"] == "itsm.attempt"]
+    assert [(line["level"], line["attempt"], line["status"]) for line in lines] == [
+        ("WARNING", 1, 503),
+        ("INFO", 2, 201),
+    ]
+    assert lines[0]["reason"] == "http_503" and lines[1]["request_id"] == "r-2"
+    assert fields["platform_status"] == 201
+
+
+def test_at_debug_every_attempt_has_a_line(capture: Capture, call_fields: dict[str, Any]) -> None:
+    log_attempt(_attempt(1, "ok", 200))
+    (line,) = [line for line in capture.lines() if line["logger"] == "itsm.attempt"]
+    assert (line["level"], line["duration_ms"]) == ("DEBUG", 12.3)
 
 
 def test_an_extra_cannot_overwrite_a_base_field(capture: Capture) -> None:

@@ -46,8 +46,14 @@ _CALL_FIELDS = ("ticket_id", "request_id", "job_id", "caller")
 
 
 def log_attempt(event: Attempt) -> None:
-    """One JSON line per outbound HTTP attempt (the clients' on_attempt hook)."""
-    level = logging.INFO if event.outcome == "ok" else logging.WARNING
+    """One JSON line per outbound HTTP attempt (the clients' on_attempt hook): WARNING for one that
+    failed, INFO for a success after a failed one. A first attempt that succeeds, the usual case,
+    is DEBUG: its status and duration go on the RPC's own line instead (platform_status,
+    platform_ms), so a healthy call is one line, not two."""
+    first_success = event.outcome == "ok" and event.attempt == 1
+    if event.outcome == "ok":
+        annotate(platform_status=event.status, platform_ms=round(event.duration_seconds * 1000, 3))
+    level = logging.DEBUG if first_success else logging.INFO if event.outcome == "ok" else logging.WARNING
     if not _attempts.isEnabledFor(level):
         return
     call = current()

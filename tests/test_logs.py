@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -90,6 +91,23 @@ def test_every_event_is_one_json_line_with_base_fields_and_extras(capture: Captu
     assert first["time"].endswith("Z") and "T" in first["time"]
     assert (first["job_id"], first["platform"], first["attempts"], first["outcome"]) == ("nightly-42", "jira", 2, "created")
     assert lines[1]["message"] == "plain"
+    assert first["pid"] == lines[1]["pid"] == os.getpid()
+
+
+def test_a_forked_child_logs_its_own_pid() -> None:
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        stream = io.StringIO()
+        configure_logging(level="INFO", stream=stream)
+        logging.getLogger("itsm.child").info("hello")
+        os.write(write_end, stream.getvalue().encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end) as pipe:
+        line = json.loads(pipe.read().splitlines()[-1])
+    assert line["pid"] == child != os.getpid()
 
 
 @pytest.fixture

@@ -29,6 +29,17 @@ _BASE_KEYS: Final = frozenset({"time", "level", "logger", "message", "pid", "exc
 # valid on any stderr encoding, and json escapes newlines, so one event is always one line.
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=str)
 _second: tuple[int, str] = (-1, "")  # the last second formatted; lines come many per second
+# This process's id, for every line: read once (and again in a forked child), not by each LogRecord,
+# for which it is a getpid() system call per line (glibc caches no pid).
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
 
 
 def _utc(created: float) -> str:
@@ -48,7 +59,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "pid": record.process,  # which worker of `serve --workers N` wrote it
+            "pid": _pid,  # which worker of `serve --workers N` wrote it
         }
         fields = record.__dict__
         for key in extra_keys(record):
@@ -157,6 +168,11 @@ def configure_logging(
         if not any(isinstance(f, RedactingFilter) for f in other.filters):
             other.addFilter(RedactingFilter())
     handler = build_handler(format_name if format_name in FORMATS else "json", stream)
+    # What no line of ours prints, LogRecord need not look up: the thread (two calls), the
+    # multiprocessing process name, and the pid (a system call; the formatter has its own).
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging.logProcesses = False
     root.addHandler(handler)
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -11,6 +11,11 @@ Processes, all on 127.0.0.1 (scripts/bench_grpc_servers.py, scripts/bench_grpc_l
 - the sandbox (ServiceNow + Jira), in its own process;
 - the gateway: the real server.runtime.app.Gateway with the shipped config pointed at the sandbox, on a
   throwaway PostgreSQL database created, migrated and dropped here; no auth tokens;
+- the floor (kind `floor`): CreateTicket at the least it can cost on this stack, the echo's server
+  doing only a create's I/O (INSERT ... RETURNING on bare asyncpg, one aiohttp POST to the sandbox,
+  UPDATE ... RETURNING; scripts/bench_grpc_servers.py): what the gateway's create costs beyond it
+  is its validation, ledger, logs and metrics; what the floor costs beyond the echo, no create
+  on grpc.aio + asyncpg + aiohttp can save;
 - the echo: a second grpc.aio server, one event loop, the gateway's server options, no interceptors,
   returning the request bytes. In its own process, so it shares neither the gateway's event loop nor
   grpc.aio's process-wide poller and completion queue, and each is measured while the other idles;
@@ -73,13 +78,15 @@ from server.runtime.event_loop import loop_name  # noqa: E402
 from server.storage.migrate import migrate  # noqa: E402
 
 SERVERS = ROOT / "scripts" / "bench_grpc_servers.py"
+FLOOR_TABLE = "bench_floor"  # bench_grpc_servers.FLOOR_TABLE
 LOAD = ROOT / "scripts" / "bench_grpc_load.py"
-KINDS = ("echo", "validate", "render", "create", "replay", "validate_web", "create_web")
+KINDS = ("echo", "validate", "render", "create", "floor", "replay", "validate_web", "create_web")
 LABELS = {
     "echo": "echo (baseline)",
     "validate": "ValidateTicket",
     "render": "RenderTemplate",
     "create": "CreateTicket",
+    "floor": "create floor",
     "replay": "CreateTicket replay",
     "validate_web": "ValidateTicket web",
     "create_web": "CreateTicket web",
@@ -88,7 +95,7 @@ TARGETS = {"validate": 0.7, "create": 0.1}
 # Web kinds: the same RPC over gRPC, and the least ratio to it aimed at.
 OVER_GRPC = {"validate_web": "validate", "create_web": "create"}
 TARGETS_VS_GRPC = {"validate_web": 0.6}
-CREATES = ("create", "replay", "create_web")
+CREATES = ("create", "floor", "replay", "create_web")
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 5.0
 
@@ -177,6 +184,8 @@ class Servers:
     gateway_pids: tuple[int, ...]  # with --workers N > 1: the supervisor, then every worker
     echo_port: int
     echo_pid: int
+    floor_port: int
+    floor_pid: int
     sandbox_pid: int
     sandbox_urls: dict[str, str]
 
@@ -200,10 +209,15 @@ def start_servers(fleet: Fleet, database_url: str, workers: int = 1) -> Servers:
         raise BenchError(f"{exc}\n{fleet.log_tail('gateway')}") from None
     echo = fleet.spawn("echo", [str(SERVERS), "echo"])
     ec = _read_line(echo, STARTUP_SECONDS, "echo start")
+    floor = fleet.spawn(
+        "floor", [str(SERVERS), "floor", "--sandbox-urls", sb["urls"], "--database-url", database_url]
+    )
+    fl = _read_line(floor, STARTUP_SECONDS, "floor start")
     pids = tuple(json.loads(gw["pids"])) if "pids" in gw else (gw["pid"],)
     return Servers(
-        gw["port"], gw["web_port"], gw["pid"], pids, ec["port"], ec["pid"], sb["pid"], json.loads(sb["urls"])
-    )
+        gw["port"], gw["web_port"], gw["pid"], pids, ec["port"], ec["pid"], fl["port"], fl["pid"],
+        sb["pid"], json.loads(sb["urls"]),
+    )  # fmt: skip
 
 
 def reset_sandbox(servers: Servers) -> None:
@@ -258,7 +272,8 @@ def truncate_tickets(admin_url: str, name: str) -> None:
     """Forget the tickets a CreateTicket run made: the gateway's background SLA sync polls every
     open ticket, so a backlog left by one run would load the runs after it. Their operations go
     too: a later run (another --workers count) reuses the same request_ids."""
-    asyncio.run(_admin(f"{admin_url.rsplit('/', 1)[0]}/{name}", "TRUNCATE tickets, operations"))
+    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(url, f"TRUNCATE tickets, operations, {FLOOR_TABLE}"))  # the floor made its table
 
 
 def drop_database(admin_url: str, name: str) -> None:
@@ -288,11 +303,13 @@ def measure(
     fleet: Fleet, servers: Servers, plan: Plan, kind: str, concurrency: int, tag: str
 ) -> dict[str, Any]:
     """One measurement: spawn the load process(es), start them together, merge their results."""
-    target = f"127.0.0.1:{servers.echo_port if kind == 'echo' else servers.gateway_port}"
+    own = {"echo": (servers.echo_port, servers.echo_pid), "floor": (servers.floor_port, servers.floor_pid)}
+    port, pid = own.get(kind, (servers.gateway_port, servers.gateway_pid))
+    target = f"127.0.0.1:{port}"
     if kind in OVER_GRPC:
         target = f"http://127.0.0.1:{servers.gateway_web_port}"
-    server_pid: int | list[int] = servers.echo_pid if kind == "echo" else servers.gateway_pid
-    if kind != "echo" and len(servers.gateway_pids) > 1:
+    server_pid: int | list[int] = pid
+    if kind not in own and len(servers.gateway_pids) > 1:
         server_pid = list(servers.gateway_pids)  # CPU of the supervisor and every worker
     procs_wanted = plan.client_procs if concurrency >= 100 else 1
     clients = []
@@ -563,7 +580,8 @@ def profile(
     kind, _, concurrency = entry.partition(":")
     if kind not in KINDS or not concurrency.isdigit():
         raise BenchError(f"--profile {entry!r}: use KIND:CONCURRENCY, KIND one of {', '.join(KINDS)}")
-    pid = servers.echo_pid if kind == "echo" else servers.gateway_pids[-1]  # with workers: one of them
+    own = {"echo": servers.echo_pid, "floor": servers.floor_pid}
+    pid = own.get(kind, servers.gateway_pids[-1])  # with workers: one of them
     raw_file = out_dir / f"profile-{kind}-{concurrency}.txt"
     sampler = subprocess.Popen(
         [py_spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw",
@@ -782,7 +800,8 @@ def _measure_with(
     pids = servers.gateway_pids
     shape = "in-process Gateway" if workers == 1 else f"serve --workers {workers}, pids {pids}"
     print(f"\n=== gateway: {shape}; event loop (gateway and echo): {loop_name()}; "
-          f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, sandbox pid "
+          f"gateway pid {servers.gateway_pid}, echo pid {servers.echo_pid}, "
+          f"floor pid {servers.floor_pid}, sandbox pid "
           f"{servers.sandbox_pid}, database {name}; {plan.reps} rep(s) x {plan.concurrencies} "
           f"in flight x {plan.kinds}, {plan.warmup}+{plan.duration} s each", flush=True)
 

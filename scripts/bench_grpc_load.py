@@ -59,6 +59,7 @@ METHODS = {
     "validate": "/itsm.v1.TicketService/ValidateTicket",
     "render": "/itsm.v1.TemplateService/RenderTemplate",
     "create": "/itsm.v1.TicketService/CreateTicket",
+    "floor": "/itsm.v1.TicketService/CreateTicket",
     "replay": "/itsm.v1.TicketService/CreateTicket",
     "validate_web": "/itsm.v1.TicketService/ValidateTicket",
     "create_web": "/itsm.v1.TicketService/CreateTicket",
@@ -109,7 +110,7 @@ def request_maker(kind: str, prefix: str) -> Request:
     if kind == "validate_web":
         fixed_json = validate_json()
         return lambda caller, n: fixed_json
-    if kind == "create":
+    if kind in ("create", "floor"):
         return lambda caller, n: create_request(f"{prefix}-{caller}-{n}")
     fixed = {
         "echo": validate_request,  # the same bytes on the wire as ValidateTicket

@@ -3,6 +3,7 @@
     python scripts/bench_grpc_servers.py gateway --servicenow-url URL --jira-url URL --database-url URL
     python scripts/bench_grpc_servers.py gateway-workers --workers N --sandbox-urls JSON --database-url URL
     python scripts/bench_grpc_servers.py echo
+    python scripts/bench_grpc_servers.py floor --sandbox-urls JSON --database-url URL
     python scripts/bench_grpc_servers.py sandbox
 
 Each binds 127.0.0.1 on free ports, prints one JSON line ({"port": N, "pid": N, ...}) on stdout when
@@ -16,6 +17,13 @@ and reports every pid of it (supervisor first) so the benchmark measures the CPU
 The echo server is the baseline: one grpc.aio server, one event loop, the gateway's server options
 (concurrency cap, message limits), no interceptors, no (de)serialisation: the request bytes are the
 reply. What the gateway costs beyond it is its own work.
+
+The floor server is the least a CreateTicket can cost on this stack: the echo's server answering
+CreateTicket with only the I/O exactly-once needs, written as directly as the libraries allow: parse
+the request, one INSERT ... RETURNING on a bare asyncpg pool (the reservation), one POST of the
+incident to the sandbox over aiohttp (one keep-alive session), one UPDATE ... RETURNING (the
+outcome), and the reply. No validation, ledger rules, retries, logs or metrics. What the gateway's
+create costs beyond it is the price of those; what it costs beyond the echo, the floor shows.
 """
 
 from __future__ import annotations
@@ -37,9 +45,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "gen"))
 
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from grpc import aio  # noqa: E402
 
+from itsm.v1 import common_pb2, ticket_pb2, ticket_service_pb2  # noqa: E402
 from sandbox import SandboxConfig, registered, start_sandbox  # noqa: E402
 from server.observability.logs import configure_logging  # noqa: E402
 from server.runtime import event_loop  # noqa: E402
@@ -49,6 +60,8 @@ from server.runtime.devmode import sandbox_config_overrides  # noqa: E402
 
 CONFIG_PATH = ROOT / "config" / "itsm_config.json"
 ECHO_METHOD = "/bench.Echo/Echo"
+CREATE_METHOD = "/itsm.v1.TicketService/CreateTicket"
+FLOOR_TABLE = "bench_floor"
 
 
 def gateway_raw_config(urls: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -69,7 +82,7 @@ async def _echo(request: bytes, context: aio.ServicerContext) -> bytes:
     return request
 
 
-def echo_server(config: GatewayConfig) -> aio.Server:
+def echo_server(config: GatewayConfig, method: str = ECHO_METHOD, behaviour: Any = _echo) -> aio.Server:
     limits = config.limits
     server = aio.server(
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
@@ -79,10 +92,66 @@ def echo_server(config: GatewayConfig) -> aio.Server:
             ("grpc.so_reuseport", 0),
         ],
     )
-    service, method = ECHO_METHOD.lstrip("/").split("/")
-    handler = grpc.unary_unary_rpc_method_handler(_echo)  # no (de)serializers: bytes in, bytes out
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+    service, name = method.lstrip("/").split("/")
+    handler = grpc.unary_unary_rpc_method_handler(behaviour)  # no (de)serializers: bytes in, bytes out
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {name: handler}),))
     return server
+
+
+class FloorCreate:
+    """CreateTicket as the floor server answers it (see the module's docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, session: aiohttp.ClientSession, url: str, auth: str) -> None:
+        self._pool, self._session, self._url = pool, session, url
+        self._headers = {"Accept": "application/json", "Authorization": auth}
+
+    async def create(self, request: bytes, context: aio.ServicerContext) -> bytes:
+        create = ticket_service_pb2.CreateTicketRequest.FromString(request)
+        fields = dict(create.fields)
+        reserved = await self._pool.fetchrow(
+            f"INSERT INTO {FLOOR_TABLE} (request_id, state, fields) VALUES ($1, 'PENDING', $2) "
+            "ON CONFLICT (request_id) DO NOTHING RETURNING create_time",
+            create.request_id, json.dumps(fields),
+        )  # fmt: skip
+        if reserved is None:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, "request_id taken")
+        body = {"short_description": fields.get("summary", ""), "description": fields.get("description", "")}
+        async with self._session.post(self._url, json=body, headers=self._headers) as response:
+            number = (await response.json())["result"]["number"]
+        await self._pool.fetchrow(
+            f"UPDATE {FLOOR_TABLE} SET state = 'SUCCEEDED', external_key = $2, "
+            "update_time = statement_timestamp() WHERE request_id = $1 RETURNING update_time",
+            create.request_id, number,
+        )  # fmt: skip
+        ticket = ticket_pb2.Ticket(
+            id=create.request_id, state=common_pb2.TICKET_STATE_CREATED, external_key=number
+        )
+        return ticket_service_pb2.CreateTicketResponse(ticket=ticket).SerializeToString()
+
+
+async def run_floor(args: argparse.Namespace) -> None:
+    urls = json.loads(args.sandbox_urls)
+    user, password = registered()["servicenow"].credentials
+    dsn = args.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20)
+    await pool.execute(
+        f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (request_id text PRIMARY KEY, state text NOT NULL, "
+        "fields text NOT NULL, external_key text NOT NULL DEFAULT '', "
+        "create_time timestamptz NOT NULL DEFAULT statement_timestamp(), update_time timestamptz)"
+    )
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100), trust_env=False)
+    auth = aiohttp.helpers.BasicAuth(user, password).encode()
+    behaviour = FloorCreate(pool, session, urls["servicenow"] + "/api/now/table/incident", auth)
+    server = echo_server(gateway_config(urls), CREATE_METHOD, behaviour.create)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        _ready(port)
+        await _until_stopped()
+    finally:
+        await server.stop(1)
+        await session.close()
+        await pool.close()
 
 
 async def _until_stopped() -> None:
@@ -220,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     roles = parser.add_subparsers(dest="role", required=True)
     roles.add_parser("echo")
     roles.add_parser("sandbox")
+    floor = roles.add_parser("floor")
+    floor.add_argument("--sandbox-urls", required=True, help="JSON: platform -> sandbox URL")
+    floor.add_argument("--database-url", required=True)
     gateway = roles.add_parser("gateway")
     gateway.add_argument("--sandbox-urls", required=True, help="JSON: platform -> sandbox URL")
     gateway.add_argument("--database-url", required=True)
@@ -232,7 +304,9 @@ def main(argv: list[str] | None = None) -> None:
         event_loop.run(run_gateway_workers(args))
         return
     coro: Any = {"echo": run_echo, "sandbox": run_sandbox}.get(args.role)
-    # Gateway and echo on the same loop implementation (uvloop unless ITSM_EVENT_LOOP=asyncio).
+    if args.role == "floor":
+        coro = lambda: run_floor(args)  # noqa: E731
+    # Gateway, echo and floor on the same loop implementation (uvloop unless ITSM_EVENT_LOOP=asyncio).
     event_loop.run(coro() if coro else run_gateway(args))
 
 
